@@ -1,0 +1,347 @@
+"""The ``autovoice`` command.
+
+Every user mistake ends in one sentence on stderr and exit status 1 (2 for a malformed command
+line); tracebacks are only shown with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from engine import __version__
+from engine.errors import AutoVoiceError
+
+
+def _device_arg(value: str) -> str | int:
+    return int(value) if value.strip().lstrip("-").isdigit() else value
+
+
+def _add_voice_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--voice", help="voice name (see 'autovoice voices'); default: the last one used")
+    p.add_argument("--transpose", type=float, metavar="N", help="pitch change in semitones (-24..24)")
+    p.add_argument("--formant", type=float, metavar="N", help="formant shift in semitones (-12..12)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="any other voice setting, e.g. --param index_rate=0.5 (repeatable)")
+    p.add_argument("--gate", type=float, metavar="DB", help="noise gate threshold in dBFS (-100 = off)")
+    p.add_argument("--input-gain", type=float, metavar="DB")
+    p.add_argument("--output-gain", type=float, metavar="DB")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autovoice",
+        description="AutoVoice: a real-time voice changer. Without a command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"autovoice {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("devices", help="list audio input and output devices")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("voices", help="list voices (built-in and installed)")
+    p.add_argument("--json", action="store_true")
+    vsub = p.add_subparsers(dest="voices_command", metavar="ACTION")
+    imp = vsub.add_parser("import", help="install an RVC model (.pth or .onnx) as a voice")
+    imp.add_argument("model", help="the model file (.pth or .onnx)")
+    imp.add_argument("--index", help="its retrieval index (added_*.index)")
+    imp.add_argument("--name", help="voice name (default: the model's file name)")
+    rm = vsub.add_parser("remove", help="uninstall an installed voice")
+    rm.add_argument("name")
+
+    p = sub.add_parser("live", help="convert the microphone in real time until Ctrl-C")
+    p.add_argument("--input", type=_device_arg, metavar="DEV", help="input device: index or name substring")
+    p.add_argument("--output", type=_device_arg, metavar="DEV", help="output device (speakers or virtual cable)")
+    p.add_argument("--monitor", type=_device_arg, metavar="DEV", help="optional second output, e.g. headphones")
+    p.add_argument("--samplerate", type=int, metavar="HZ", help="device sample rate (default: the output's)")
+    p.add_argument("--block-ms", type=float, metavar="MS", help="processing block (default 10 ms)")
+    p.add_argument("--crossfade-ms", type=float, metavar="MS")
+    p.add_argument("--prefill-ms", type=float, metavar="MS", help="output safety margin (default 10 ms)")
+    p.add_argument("--bypass", action="store_true", help="start with the voice bypassed (clean passthrough)")
+    p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--stats-json", metavar="FILE", help="write the final health snapshot as JSON")
+    _add_voice_options(p)
+
+    p = sub.add_parser("convert", help="convert audio files (wav, flac, ogg, mp3) with a voice")
+    p.add_argument("inputs", nargs="+", metavar="INPUT")
+    p.add_argument("-o", "--output", required=True, help="output file, or a folder for several inputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_voice_options(p)
+
+    p = sub.add_parser("serve", help="headless mode: HTTP API, probes and metrics")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--token", default=None, help="API bearer token (or AUTOVOICE_TOKEN)")
+    p.add_argument("--live", action="store_true", help="also run the real-time stream on this machine's devices")
+    p.add_argument("--input", type=_device_arg, metavar="DEV")
+    p.add_argument("--output", type=_device_arg, metavar="DEV")
+    p.add_argument("--monitor", type=_device_arg, metavar="DEV")
+    p.add_argument("--voice")
+
+    p = sub.add_parser("export-onnx", help="export an RVC .pth model to ONNX")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", help="output .onnx path (default: beside the model)")
+
+    sub.add_parser("gui", help="open the desktop app")
+    return parser
+
+
+def _voice_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if getattr(args, "transpose", None) is not None:
+        params["transpose_st"] = args.transpose
+    if getattr(args, "formant", None) is not None:
+        params["formant_st"] = args.formant
+    for item in getattr(args, "param", []) or []:
+        if "=" not in item:
+            raise AutoVoiceError(f"--param '{item}' must look like NAME=VALUE, e.g. index_rate=0.5.")
+        key, value = item.split("=", 1)
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            params[key.strip()] = value.strip()
+    return params
+
+
+def _chain_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if getattr(args, "gate", None) is not None:
+        changes["gate_threshold_db"] = args.gate
+    if getattr(args, "input_gain", None) is not None:
+        changes["input_gain_db"] = args.input_gain
+    if getattr(args, "output_gain", None) is not None:
+        changes["output_gain_db"] = args.output_gain
+    if getattr(args, "bypass", False):
+        changes["bypass"] = True
+    return changes
+
+
+# ---------------------------------------------------------------------- commands
+def cmd_devices(args: argparse.Namespace) -> int:
+    from engine.io.devices import list_devices
+
+    devs = list_devices()
+    if args.json:
+        print(json.dumps([d.to_dict() for d in devs], indent=2))
+        return 0
+    if not devs:
+        print("No audio devices found (no sound card or sound server). File conversion still works.")
+        return 0
+    print(f"{'#':>3}  {'in':>3} {'out':>3}  {'rate':>6}  name (host API)")
+    for d in devs:
+        mark = ("<" if d.is_default_input else " ") + (">" if d.is_default_output else " ")
+        print(f"{d.index:>3}{mark}{d.max_input_channels:>3} {d.max_output_channels:>3}  "
+              f"{d.default_samplerate:>6.0f}  {d.label}")
+    print("\n< default input, > default output. Pass a number or part of a name to --input/--output.")
+    return 0
+
+
+def cmd_voices(args: argparse.Namespace) -> int:
+    if args.voices_command == "import":
+        from engine.voices.install import import_voice
+
+        info = import_voice(Path(args.model), index=Path(args.index) if args.index else None, name=args.name)
+        print(f"Installed voice '{info.name}'. Use it with: autovoice live --voice \"{info.name}\"")
+        return 0
+    if args.voices_command == "remove":
+        from engine.voices.install import remove_voice
+
+        remove_voice(args.name)
+        print(f"Removed voice '{args.name}'.")
+        return 0
+    from engine.voices.registry import list_voices
+
+    voices = list_voices()
+    if args.json:
+        print(json.dumps([
+            {"name": v.name, "kind": v.kind, "description": v.description, "path": v.path,
+             "params": [s.__dict__ for s in v.params]} for v in voices], indent=2, default=list))
+        return 0
+    width = max(len(v.name) for v in voices)
+    for v in voices:
+        print(f"{v.name:<{width}}  {v.kind:<8} {v.description}")
+    return 0
+
+
+def _make_engine(args: argparse.Namespace):
+    from engine.api import Engine
+
+    engine = Engine(load_default_voice=False)
+    if engine.settings_warning:
+        print(f"warning: {engine.settings_warning}", file=sys.stderr)
+    name = args.voice or engine.settings.voice
+    engine.load_voice(name, _voice_params(args)).result()
+    return engine
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from engine.voices.registry import get_info
+
+    engine = _make_engine(args)
+    try:
+        changes = _chain_changes(args)
+        if changes:
+            engine.set_chain(**changes)
+        inputs = [Path(p) for p in args.inputs]
+        out = Path(args.output)
+        if len(inputs) > 1 and out.exists() and not out.is_dir():
+            raise AutoVoiceError(f"With several inputs, -o must be a folder, but '{out}' is a file.")
+        bars: dict[int, Any] = {}
+        tqdm = None
+        if not args.quiet:
+            from tqdm import tqdm  # noqa: F811
+
+        def progress(i: int, frac: float) -> None:
+            if tqdm is None:
+                return
+            if i not in bars:
+                for b in bars.values():
+                    b.close()
+                bars.clear()
+                bars[i] = tqdm(total=100, desc=inputs[i].name[:30], unit="%", leave=True,
+                               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
+            b = bars[i]
+            b.update(int(frac * 100) - b.n)
+
+        get_info(engine.voice_name)
+        results = engine.convert_files(inputs, out, progress=progress).result()
+        for b in bars.values():
+            b.close()
+        failed = 0
+        for r in results:
+            if isinstance(r, AutoVoiceError):
+                failed += 1
+                print(f"autovoice: error: {r}", file=sys.stderr)
+            else:
+                print(f"{r.output_path}  ({r.duration_s:.1f} s audio in {r.elapsed_s:.1f} s, "
+                      f"{1 / max(r.realtime_factor, 1e-9):.0f}x real time)")
+        return 1 if failed else 0
+    finally:
+        engine.close()
+
+
+def _readout(s) -> str:
+    warn = "  LATE! " + s.suggestion if s.suggestion else ""
+    return (
+        f"in {s.input_level_db:6.1f} dB | out {s.output_level_db:6.1f} dB | latency {s.total_latency_ms:5.1f} ms "
+        f"(algo {s.algorithmic_latency_ms:.1f} + buffer {s.buffer_latency_ms:.1f} + device {s.device_latency_ms:.1f}) | "
+        f"compute {s.compute_ms_mean:.2f}/{s.compute_ms_p99:.2f} ms of {s.block_ms:.0f} | "
+        f"underflows {s.output_underflows} overflows {s.input_overflows} late {s.late_blocks}{warn}"
+    )
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    engine = _make_engine(args)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        changes = _chain_changes(args)
+        if changes:
+            engine.set_chain(**changes)
+        audio: dict[str, Any] = {}
+        for key, value in (("sample_rate", args.samplerate), ("block_ms", args.block_ms),
+                           ("crossfade_ms", args.crossfade_ms), ("prefill_ms", args.prefill_ms)):
+            if value is not None:
+                audio[key] = value
+        engine.start(args.input, args.output, args.monitor, **audio)
+        s = engine.snapshot()
+        print(f"Converting {s.input_device} -> {s.output_device}"
+              + (f" (+ monitor {s.monitor_device})" if s.monitor_device else "")
+              + f" at {s.sample_rate} Hz with voice '{s.voice_name}'. Ctrl-C stops.", file=sys.stderr)
+        tty = sys.stderr.isatty()
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        last_print = 0.0
+        while not stop.is_set():
+            if deadline and time.monotonic() >= deadline:
+                break
+            if not engine.running:
+                print(f"\nautovoice: error: {engine.last_error}", file=sys.stderr)
+                return 1
+            now = time.monotonic()
+            if now - last_print >= (0.25 if tty else 1.0):
+                line = _readout(engine.snapshot())
+                print(("\r" + line[:220]) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+                last_print = now
+            stop.wait(0.05)
+        final = engine.snapshot()
+        if tty:
+            print(file=sys.stderr)
+        print(_readout(final), file=sys.stderr)
+        if args.stats_json:
+            Path(args.stats_json).write_text(json.dumps(final.to_dict(), indent=2))
+        return 0
+    finally:
+        engine.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from engine.server.app import serve
+    except ImportError as exc:
+        raise AutoVoiceError(
+            f"Headless mode needs the server extras ({exc.name} is missing); run: pip install 'autovoice[server]'."
+        ) from None
+    return serve(args)
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        from engine.voices.rvc.export import export_onnx_cli
+    except ImportError as exc:
+        raise AutoVoiceError(
+            f"ONNX export needs the neural extras ({exc.name} is missing); run: pip install 'autovoice[neural]'."
+        ) from None
+    return export_onnx_cli(args)
+
+
+def cmd_gui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        from autovoice_desktop.app import main as gui_main
+    except ImportError as exc:
+        if args.command == "gui":
+            raise AutoVoiceError(
+                f"The desktop app is not available ({exc.name} is missing); run: pip install 'autovoice[gui]'."
+            ) from None
+        parser.print_help()
+        return 0
+    return gui_main()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {
+        "devices": cmd_devices, "voices": cmd_voices, "live": cmd_live, "convert": cmd_convert,
+        "serve": cmd_serve, "export-onnx": cmd_export_onnx,
+    }
+    try:
+        if args.command in (None, "gui"):
+            return cmd_gui(args, parser)
+        return handlers[args.command](args)
+    except AutoVoiceError as exc:
+        print(f"autovoice: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one sentence, not a traceback
+        if args.debug or os.environ.get("AUTOVOICE_DEBUG"):
+            raise
+        print(f"autovoice: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details "
+              "and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Engine settings, with their units in their names, validated at the edge.
+
+Everything a user can set reaches the engine through ``AudioConfig.validated()`` or a voice's
+``ParamSpec.validate()``; past that point values are trusted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from engine.errors import ConfigError
+
+#: Sample rates a device or file may run at. Outside this, conversion quality or the resamplers
+#: break down, so we refuse early with a sentence instead of producing garbage.
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 192000
+
+DEFAULT_VOICE = "deeper"
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """How the live stream runs.
+
+    Latency budget (see engine/stream/realtime.py for the diagram):
+    ``block_ms`` (the worker's hop) + the voice's look-ahead + ``prefill_ms`` (output ring pre-fill,
+    the safety margin that absorbs compute jitter) + the devices' own latency.
+    """
+
+    input_device: str | int | None = None  # None: the system default
+    output_device: str | int | None = None
+    monitor_device: str | int | None = None  # optional second output (headphones)
+    sample_rate: int | None = None  # None: the output device's default rate
+    block_ms: float = 10.0
+    crossfade_ms: float = 5.0  # crossfade used when settings or voices change mid-stream
+    prefill_ms: float = 10.0
+    device_latency: str = "low"  # passed to PortAudio: "low" or "high"
+
+    def validated(self) -> "AudioConfig":
+        if not 2.5 <= self.block_ms <= 1000.0:
+            raise ConfigError(f"Block size must be between 2.5 and 1000 ms, not {self.block_ms:g} ms.")
+        if not 0.0 <= self.crossfade_ms <= min(self.block_ms, 100.0):
+            raise ConfigError(
+                f"Crossfade must be between 0 ms and the block size ({self.block_ms:g} ms), "
+                f"not {self.crossfade_ms:g} ms."
+            )
+        if not 0.0 <= self.prefill_ms <= 1000.0:
+            raise ConfigError(f"Output pre-fill must be between 0 and 1000 ms, not {self.prefill_ms:g} ms.")
+        if self.sample_rate is not None and not MIN_SAMPLE_RATE <= int(self.sample_rate) <= MAX_SAMPLE_RATE:
+            raise ConfigError(
+                f"Sample rate {self.sample_rate} Hz is not supported; use a rate between "
+                f"{MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz (44100 or 48000 are safest)."
+            )
+        if self.device_latency not in ("low", "high"):
+            raise ConfigError(f"Device latency must be 'low' or 'high', not {self.device_latency!r}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AudioConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).validated()
+
+    def with_changes(self, **changes: Any) -> "AudioConfig":
+        return replace(self, **changes).validated()
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """The processing around the voice, shared by every voice."""
+
+    input_gain_db: float = 0.0
+    output_gain_db: float = 0.0
+    gate_threshold_db: float = -60.0  # -inf-like floor: at -100 the gate never closes
+    bypass: bool = False
+
+    def validated(self) -> "ChainConfig":
+        for name, lo, hi in (
+            ("input_gain_db", -40.0, 40.0),
+            ("output_gain_db", -40.0, 40.0),
+            ("gate_threshold_db", -100.0, 0.0),
+        ):
+            value = getattr(self, name)
+            try:
+                ok = lo <= float(value) <= hi
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                label = name.replace("_db", "").replace("_", " ")
+                raise ConfigError(f"The {label} must be between {lo:g} and {hi:g} dB, not {value!r}.")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ChainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known}).validated()
+
+
+@dataclass
+class AppSettings:
+    """What survives a restart (written by engine.settings)."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    chain: ChainConfig = field(default_factory=ChainConfig)
+    voice: str = DEFAULT_VOICE
+    voice_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per voice name
+    gui: dict[str, Any] = field(default_factory=dict)  # window geometry etc., opaque to the engine

@@ -1,0 +1,71 @@
+"""The only code that runs on the audio thread.
+
+Rules (HOUSE_STYLE.md): copy into/out of preallocated rings and bump integer counters. No DSP, no
+logging, no locks, no imports, no allocation of audio buffers, no waiting. The output side always
+fills the whole buffer (zeros for what is missing, counted by the ring as underflow).
+
+NB: every counter below has exactly one writer, the audio thread; the worker and the GUI only read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ringbuffer import RingBuffer
+
+SCRATCH_FRAMES = 16384  # larger than any callback PortAudio is asked for
+
+
+class CallbackCounters:
+    def __init__(self) -> None:
+        self.input_callbacks = 0
+        self.output_callbacks = 0
+        self.device_xruns = 0  # PortAudio status flags (input overflow / output underflow)
+        self.oversized_callbacks = 0
+        self.max_frames = 0  # largest callback seen: the jitter the output ring must absorb
+
+
+class InputSide:
+    def __init__(self, ring: RingBuffer, counters: CallbackCounters):
+        self.ring = ring
+        self.counters = counters
+
+    def __call__(self, indata, frames, time_info, status):
+        if status:
+            self.counters.device_xruns += 1
+        if frames > self.counters.max_frames:
+            self.counters.max_frames = frames
+        self.ring.write_overwrite(indata)
+        self.counters.input_callbacks += 1
+
+
+class OutputSide:
+    def __init__(self, ring: RingBuffer, counters: CallbackCounters):
+        self.ring = ring
+        self.counters = counters
+        self.scratch = np.zeros(SCRATCH_FRAMES, dtype=np.float32)
+
+    def __call__(self, outdata, frames, time_info, status):
+        if status:
+            self.counters.device_xruns += 1
+        if frames > self.counters.max_frames:
+            self.counters.max_frames = frames
+        if frames > SCRATCH_FRAMES:
+            outdata.fill(0.0)
+            self.counters.oversized_callbacks += 1
+        else:
+            mono = self.scratch[:frames]
+            self.ring.read_into(mono)
+            # Every output channel gets the mono signal (broadcast copy, no allocation).
+            np.copyto(outdata, mono[:, None])
+        self.counters.output_callbacks += 1
+
+
+class DuplexSide:
+    def __init__(self, inp: InputSide, out: OutputSide):
+        self.inp = inp
+        self.out = out
+
+    def __call__(self, indata, outdata, frames, time_info, status):
+        self.inp(indata, frames, time_info, status)
+        self.out(outdata, frames, time_info, None)

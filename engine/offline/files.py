@@ -1,0 +1,99 @@
+"""Reading and writing audio files, with one sentence for everything that can go wrong.
+
+Writes are atomic (temp file beside the target, then ``os.replace``): a failed or cancelled
+conversion never leaves a partial output file, and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from engine.errors import AudioFileError
+
+READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+WRITE_FORMATS = {
+    ".wav": ("WAV", "PCM_24"),
+    ".flac": ("FLAC", "PCM_24"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+    ".aiff": ("AIFF", "PCM_24"),
+    ".aif": ("AIFF", "PCM_24"),
+}
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Return ``(samples (n, channels) float32, sample_rate)`` or raise AudioFileError."""
+    p = Path(path)
+    if not p.exists():
+        raise AudioFileError(f"The input file '{p}' does not exist; check the path.")
+    if p.is_dir():
+        raise AudioFileError(f"'{p}' is a folder, not an audio file; give the files inside it.")
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise AudioFileError(f"The input file '{p}' cannot be read ({exc.strerror}).") from None
+    if size == 0:
+        raise AudioFileError(f"The input file '{p}' is empty (0 bytes); export or record it again.")
+    try:
+        with sf.SoundFile(str(p)) as f:
+            sr = int(f.samplerate)
+            declared = f.frames
+            data = f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        reason = str(exc).split(":")[-1].strip() or "unrecognised format"
+        raise AudioFileError(
+            f"'{p.name}' is not an audio file AutoVoice can read ({reason}); use WAV, FLAC, OGG or MP3."
+        ) from None
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioFileError(
+            f"'{p.name}' has a sample rate of {sr} Hz, which is not supported; resample it to "
+            f"a rate between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz (44100 or 48000 are typical)."
+        )
+    if len(data) == 0:
+        raise AudioFileError(f"'{p.name}' contains no audio samples; export or record it again.")
+    if declared > 0 and len(data) < declared:
+        raise AudioFileError(
+            f"'{p.name}' is truncated: it declares {declared} samples but only {len(data)} could be read; "
+            "copy or export the file again."
+        )
+    if not np.all(np.isfinite(data)):
+        raise AudioFileError(
+            f"'{p.name}' contains invalid samples (NaN or infinity), so it cannot be converted; "
+            "re-export it from your editor as 16- or 24-bit PCM."
+        )
+    return data, sr
+
+
+def output_format(path: Path) -> tuple[str, str]:
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioFileError(
+            f"Cannot write '{path.name}': the extension '{path.suffix}' is not supported; "
+            f"use one of {', '.join(WRITE_FORMATS)}."
+        )
+    return fmt
+
+
+def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int) -> None:
+    """Write ``data`` ((n,) or (n, ch)) atomically; the format follows the extension."""
+    p = Path(path)
+    fmt, subtype = output_format(p)
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise AudioFileError(f"The output folder '{folder}' does not exist; create it or choose another.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=folder)
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(data, -1.0, 1.0), int(sample_rate), format=fmt, subtype=subtype)
+        os.replace(tmp, p)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioFileError(f"Could not write '{p}' ({exc}); check the folder's permissions and free space.") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,144 @@
+"""Preallocated single-producer / single-consumer float32 ring with drop counters.
+
+Positions are two ever-growing frame counts, ``written`` (advanced only by the producer) and
+``read`` (advanced only by the consumer); the slot of frame ``i`` is ``i % capacity``::
+
+        read                      written
+         v                           v
+    [....|###########################|......]   ### = frames available to the consumer
+         <--------- written - read --->
+
+NB: thread safety without locks. Each counter has exactly one writer thread and Python int
+assignment is atomic under the GIL; a reader of the other side's counter sees either the old or the
+new value, both of which are safe (it under-estimates what is available, never over-estimates), as
+long as the producer copies data *before* publishing ``written``. Depends on nothing in engine/.
+
+Two write policies, one per direction of the live stream:
+
+* ``write_overwrite`` (input ring, producer = audio callback): never refuses. When the consumer is
+  behind by more than ``capacity`` the oldest frames are overwritten; the consumer notices on its
+  next read, skips to the oldest frame still intact and counts the skipped frames in
+  ``dropped_frames`` (pedalboard's dropped_input_frame_count idea).
+* ``write`` (output ring, producer = worker): writes what fits and counts the rest in
+  ``overflow_frames``; the consumer (audio callback) reads with ``read_into``, which always fills its
+  whole buffer, zeros for what is missing, and counts the missing frames in ``underflow_frames``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RingBuffer:
+    def __init__(self, capacity_frames: int, channels: int = 1):
+        if capacity_frames <= 0 or channels <= 0:
+            raise ValueError("capacity_frames and channels must be positive")
+        self.capacity = int(capacity_frames)
+        self.channels = int(channels)
+        self._buf = np.zeros((self.capacity, self.channels), dtype=np.float32)
+        self.written = 0  # producer-owned
+        self.read = 0  # consumer-owned
+        self.dropped_frames = 0  # consumer-owned (overwrite policy)
+        self.underflow_frames = 0  # consumer-owned
+        self.underflow_events = 0  # consumer-owned: reads that came up short
+        self.overflow_frames = 0  # producer-owned (refusing policy)
+
+    # ---------------------------------------------------------------- both sides
+    def available(self) -> int:
+        return min(self.written - self.read, self.capacity)
+
+    def free(self) -> int:
+        return self.capacity - (self.written - self.read)
+
+    # ---------------------------------------------------------------- producer
+    def _copy_in(self, data: np.ndarray, n: int) -> None:
+        start = self.written % self.capacity
+        first = min(n, self.capacity - start)
+        if data.ndim == 1:
+            self._buf[start : start + first, 0] = data[:first]
+            if first < n:
+                self._buf[: n - first, 0] = data[first:n]
+        else:
+            self._buf[start : start + first] = data[:first]
+            if first < n:
+                self._buf[: n - first] = data[first:n]
+
+    def write_overwrite(self, data: np.ndarray) -> None:
+        """Append all of ``data`` ((n,) or (n, channels)), overwriting the oldest frames if full."""
+        n = len(data)
+        if n > self.capacity:
+            # Only the newest `capacity` frames can survive; publish the skipped ones as written
+            # so the consumer's overrun arithmetic counts them as dropped.
+            self.written += n - self.capacity
+            data = data[n - self.capacity :]
+            n = self.capacity
+        self._copy_in(data, n)
+        self.written += n
+
+    def write(self, data: np.ndarray) -> int:
+        """Append what fits of ``data``; returns frames written, counts the rest as overflow."""
+        n = min(len(data), self.free())
+        if n < len(data):
+            self.overflow_frames += len(data) - n
+        if n > 0:
+            self._copy_in(data, n)
+            self.written += n
+        return n
+
+    # ---------------------------------------------------------------- consumer
+    def _skip_overrun(self) -> None:
+        behind = self.written - self.read
+        if behind > self.capacity:
+            self.dropped_frames += behind - self.capacity
+            self.read = self.written - self.capacity
+
+    def _copy_out(self, out: np.ndarray, start_frame: int, n: int) -> None:
+        start = start_frame % self.capacity
+        first = min(n, self.capacity - start)
+        if out.ndim == 1:
+            out[:first] = self._buf[start : start + first, 0]
+            if first < n:
+                out[first:n] = self._buf[: n - first, 0]
+        else:
+            out[:first] = self._buf[start : start + first]
+            if first < n:
+                out[first:n] = self._buf[: n - first]
+
+    def read_exact(self, out: np.ndarray) -> bool:
+        """Fill ``out`` completely if enough frames are available; else leave it and return False.
+
+        Used by the worker on the input ring (overwrite policy). If the producer lapped us while we
+        copied, the copied frames may be torn: they are counted as dropped and the read retried.
+        """
+        n = len(out)
+        for _ in range(3):
+            self._skip_overrun()
+            if self.written - self.read < n:
+                return False
+            start = self.read
+            self._copy_out(out, start, n)
+            if self.written - start <= self.capacity:
+                self.read = start + n
+                return True
+            # lapped during the copy: drop what may be torn and try again from the oldest intact
+        return False
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Fill all of ``out`` (audio-callback side): data where available, zeros for the rest."""
+        n = len(out)
+        self._skip_overrun()
+        avail = min(self.written - self.read, n)
+        if avail > 0:
+            self._copy_out(out, self.read, avail)
+            self.read += avail
+        if avail < n:
+            out[avail:] = 0.0
+            self.underflow_frames += n - avail
+            self.underflow_events += 1
+        return avail
+
+    def discard(self, n: int) -> int:
+        """Consumer side: drop up to ``n`` of the oldest frames (latency trimming)."""
+        n = max(0, min(n, self.written - self.read))
+        self.read += n
+        return n

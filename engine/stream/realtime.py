@@ -1,0 +1,151 @@
+"""RealtimeStream: the sounddevice stream(s) and the rings between them and the worker.
+
+Data flows one way::
+
+    mic -> [device in] -> input callback -> in_ring -> worker: one hop (block_ms) -> Pipeline
+        -> out_ring (pre-filled) -> output callback -> [device out] -> speakers / virtual cable
+                                 -> mon_ring (pre-filled) -> monitor callback -> headphones
+
+End-to-end latency = device in + device out + block (the worker waits for a whole hop)
+                     + the voice's look-ahead + resampler delays + prefill_ms (the margin that
+                     absorbs compute jitter). The out ring starts with ``block + prefill`` of silence,
+and the worker trims it back if a late block ever lets it grow (see Worker), so latency cannot drift.
+
+Input and output on the same host API share one duplex PortAudio stream (one clock, no drift);
+otherwise two streams are opened. The monitor is always its own stream.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from engine.config import AudioConfig
+from engine.errors import DeviceError
+from engine.io.callbacks import CallbackCounters, DuplexSide, InputSide, OutputSide
+from engine.io.devices import DeviceInfo, sounddevice
+from engine.ringbuffer import RingBuffer
+
+RING_SECONDS = 2.0
+
+
+class RealtimeStream:
+    def __init__(
+        self,
+        config: AudioConfig,
+        input_device: DeviceInfo,
+        output_device: DeviceInfo,
+        monitor_device: DeviceInfo | None = None,
+    ):
+        self.config = config
+        self.input_device = input_device
+        self.output_device = output_device
+        self.monitor_device = monitor_device
+        self.sample_rate = int(config.sample_rate or output_device.default_samplerate)
+        self.hop_frames = max(1, int(round(config.block_ms * self.sample_rate / 1000.0)))
+        self.prefill_frames = self.hop_frames + int(round(config.prefill_ms * self.sample_rate / 1000.0))
+        self.in_channels = max(1, min(2, input_device.max_input_channels))
+        self.out_channels = max(1, min(2, output_device.max_output_channels))
+        cap = int(RING_SECONDS * self.sample_rate)
+        self.in_ring = RingBuffer(cap, self.in_channels)
+        self.out_ring = RingBuffer(cap, 1)
+        self.mon_ring = RingBuffer(cap, 1) if monitor_device else None
+        self.counters = CallbackCounters()
+        self.mon_counters = CallbackCounters()
+        self._streams: list = []
+        self._close_lock = threading.Lock()  # NB: guards close() only; never taken on the audio thread
+        self.finished_unexpectedly = False
+        self.started_at = 0.0
+        self.device_latency_ms = 0.0
+
+    # ------------------------------------------------------------------ open / close
+    def _check(self, sd) -> None:
+        checks = [("input", self.input_device, self.in_channels), ("output", self.output_device, self.out_channels)]
+        if self.monitor_device:
+            checks.append(("output", self.monitor_device, 1))
+        for kind, dev, ch in checks:
+            try:
+                if kind == "input":
+                    sd.check_input_settings(device=dev.index, channels=ch, samplerate=self.sample_rate, dtype="float32")
+                else:
+                    sd.check_output_settings(device=dev.index, channels=ch, samplerate=self.sample_rate, dtype="float32")
+            except Exception as exc:  # noqa: BLE001 - PortAudio raises plain Exceptions
+                raise DeviceError(
+                    f"The {kind} device '{dev.label}' cannot run at {self.sample_rate} Hz with {ch} channel(s) "
+                    f"({exc}); choose its default rate ({dev.default_samplerate:g} Hz) or another device."
+                ) from None
+
+    def _on_finished(self) -> None:
+        # Called by PortAudio when a stream ends; if we did not ask for it the device went away.
+        if not self._closing:
+            self.finished_unexpectedly = True
+
+    def start(self) -> None:
+        sd = sounddevice()
+        self._check(sd)
+        self._closing = False
+        # Pre-fill: the latency budget, stated in frames = hop + prefill_ms.
+        import numpy as np
+
+        silence = np.zeros(self.prefill_frames, dtype=np.float32)
+        self.out_ring.write(silence)
+        if self.mon_ring is not None:
+            self.mon_ring.write(silence)
+        inp = InputSide(self.in_ring, self.counters)
+        out = OutputSide(self.out_ring, self.counters)
+        common = dict(samplerate=self.sample_rate, dtype="float32", latency=self.config.device_latency,
+                      finished_callback=self._on_finished)
+        try:
+            opened_duplex = False
+            if self.input_device.hostapi == self.output_device.hostapi:
+                try:
+                    s = sd.Stream(device=(self.input_device.index, self.output_device.index),
+                                  channels=(self.in_channels, self.out_channels), callback=DuplexSide(inp, out), **common)
+                    self._streams.append(s)
+                    lat = s.latency
+                    self.device_latency_ms = 1000.0 * (lat[0] + lat[1])
+                    opened_duplex = True
+                except Exception:  # noqa: BLE001 - fall back to two streams below
+                    opened_duplex = False
+            if not opened_duplex:
+                si = sd.InputStream(device=self.input_device.index, channels=self.in_channels, callback=inp, **common)
+                self._streams.append(si)
+                so = sd.OutputStream(device=self.output_device.index, channels=self.out_channels, callback=out, **common)
+                self._streams.append(so)
+                self.device_latency_ms = 1000.0 * (si.latency + so.latency)
+            if self.monitor_device is not None:
+                sm = sd.OutputStream(device=self.monitor_device.index, channels=1,
+                                     callback=OutputSide(self.mon_ring, self.mon_counters), **common)
+                self._streams.append(sm)
+            self.started_at = time.monotonic()
+            for s in self._streams:
+                s.start()
+        except DeviceError:
+            self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001
+            self.close()
+            raise DeviceError(
+                f"The audio device could not be opened ({exc}); check that it is plugged in and not "
+                "used exclusively by another program, then try again or pick another device."
+            ) from None
+
+    @property
+    def active(self) -> bool:
+        return bool(self._streams) and all(s.active for s in self._streams) and not self.finished_unexpectedly
+
+    def close(self) -> None:
+        with self._close_lock:
+            self._closing = True
+            streams, self._streams = self._streams, []
+            for s in streams:
+                try:
+                    s.abort(ignore_errors=True)
+                except Exception:  # noqa: BLE001 - a vanished device may fail to abort; close anyway
+                    pass
+                try:
+                    s.close(ignore_errors=True)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    _closing = False

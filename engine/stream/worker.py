@@ -1,0 +1,265 @@
+"""The engine's worker thread: the only thread that runs a Pipeline for the live stream.
+
+Commands flow inward through a queue and are applied between hops (never mid-block); heavy objects
+(a loaded voice, a new Pipeline) arrive ready-made and are swapped in by reference. The worker beats
+a heartbeat every loop, streaming or not, which is what the liveness probe reads.
+
+Per hop, at the device rate ``sr_dev`` and the voice rate ``sr_v``::
+
+    in_ring --hop_dev--> downmix --soxr--> fifo_v --whole hops--> Pipeline --soxr--> out_ring, mon_ring
+
+Late blocks: if a hop takes longer than its duration, the output callback plays silence for what is
+missing (counted as underflow, never blocking), the out ring then holds more than its pre-fill, and
+the worker trims the excess with a short fade so latency returns to its budget instead of drifting.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.dsp.dynamics import peak_db
+from engine.dsp.resample import StreamResampler
+from engine.pipeline import Pipeline, PipelineState
+from engine.stream.realtime import RealtimeStream
+
+log = logging.getLogger(__name__)
+
+STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device went away
+HISTORY_SECONDS = 4.0
+
+
+class History:
+    """Last few seconds of mono audio for the GUI's scope/pitch view (worker writes, GUI copies).
+
+    NB: the GUI may copy while the worker writes; a torn copy shows one hop of mixed audio on a
+    display and is harmless, so no lock is taken.
+    """
+
+    def __init__(self, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.buf = np.zeros(int(HISTORY_SECONDS * sample_rate), dtype=np.float32)
+        self.pos = 0
+
+    def push(self, x: np.ndarray) -> None:
+        n = min(len(x), len(self.buf))
+        x = x[-n:]
+        start = self.pos % len(self.buf)
+        first = min(n, len(self.buf) - start)
+        self.buf[start : start + first] = x[:first]
+        self.buf[: n - first] = x[first:]
+        self.pos += n
+
+    def latest(self, n: int) -> np.ndarray:
+        n = min(n, len(self.buf), self.pos)
+        end = self.pos % len(self.buf)
+        return np.roll(self.buf, -end)[len(self.buf) - n :].copy()
+
+
+class LiveChain:
+    """Everything the worker needs for one running stream; built by the engine, used by the worker only."""
+
+    def __init__(self, stream: RealtimeStream, pipeline: Pipeline):
+        self.stream = stream
+        self.pipeline = pipeline
+        self.state: PipelineState = pipeline.init_state()
+        self.hop_dev = stream.hop_frames
+        self.in_block = np.zeros((self.hop_dev, stream.in_channels), dtype=np.float32)
+        self.to_voice = StreamResampler(stream.sample_rate, pipeline.sample_rate)
+        self.from_voice = StreamResampler(pipeline.sample_rate, stream.sample_rate)
+        self.fifo = np.zeros(0, dtype=np.float32)
+        self.fade_from: tuple[Pipeline, PipelineState] | None = None  # old voice, crossfaded out
+        self.in_history = History(pipeline.sample_rate)
+        self.out_history = History(pipeline.sample_rate)
+
+    def swap_pipeline(self, pipeline: Pipeline) -> None:
+        if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
+            self.fade_from = (self.pipeline, self.state)
+        else:
+            self.to_voice = StreamResampler(self.stream.sample_rate, pipeline.sample_rate)
+            self.from_voice = StreamResampler(pipeline.sample_rate, self.stream.sample_rate)
+            self.fifo = np.zeros(0, dtype=np.float32)
+            self.in_history = History(pipeline.sample_rate)
+            self.out_history = History(pipeline.sample_rate)
+        self.pipeline = pipeline
+        self.state = pipeline.init_state()
+
+    def latency_ms(self) -> tuple[float, float]:
+        """(algorithmic, buffer) latency in ms."""
+        sr_v, sr_d = self.pipeline.sample_rate, self.stream.sample_rate
+        algo = (
+            self.hop_dev / sr_d
+            + self.pipeline.latency_samples / sr_v
+            + self.to_voice.delay_samples / sr_v
+            + self.from_voice.delay_samples / sr_d
+        )
+        buffer = (self.stream.prefill_frames - self.hop_dev) / sr_d
+        return 1000.0 * algo, 1000.0 * buffer
+
+
+class Worker:
+    def __init__(self) -> None:
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self.chain: LiveChain | None = None
+        self.heartbeat = time.monotonic()
+        self.compute_ms: collections.deque = collections.deque(maxlen=1000)
+        self.reset_counters()
+        self.failure: str | None = None  # set when a device vanished; read by the engine
+        self.on_failure: Callable[[str], None] | None = None
+        self._thread = threading.Thread(target=self._run, name="autovoice-worker", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ control (any thread)
+    def reset_counters(self) -> None:
+        self.blocks_processed = 0
+        self.late_blocks = 0
+        self.latency_corrections = 0
+        self.input_level_db = -120.0
+        self.output_level_db = -120.0
+        self.compute_ms.clear() if hasattr(self, "compute_ms") else None
+
+    def call(self, fn: Callable[["Worker"], Any], timeout_s: float = 5.0) -> Any:
+        """Run ``fn(worker)`` on the worker thread between hops and return its result."""
+        fut: Future = Future()
+        self._commands.put((fn, fut))
+        return fut.result(timeout=timeout_s)
+
+    def post(self, fn: Callable[["Worker"], Any]) -> None:
+        self._commands.put((fn, None))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+
+    # ------------------------------------------------------------------ worker thread
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                fn, fut = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                result = fn(self)
+                if fut is not None:
+                    fut.set_result(result)
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller, the worker lives on
+                if fut is not None:
+                    fut.set_exception(exc)
+                else:
+                    log.exception("worker command failed")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            self._apply_commands()
+            chain = self.chain
+            if chain is None:
+                time.sleep(0.02)
+                continue
+            if self._stalled(chain):
+                continue
+            if chain.stream.in_ring.read_exact(chain.in_block):
+                try:
+                    self._process(chain)
+                except Exception as exc:  # noqa: BLE001 - a voice bug must not kill the stream
+                    log.exception("voice failed")
+                    self._fail(f"The voice failed while converting ({exc}); the stream was stopped.")
+            else:
+                time.sleep(0.0005)
+
+    def _stalled(self, chain: LiveChain) -> bool:
+        s = chain.stream
+        now = time.monotonic()
+        if s.finished_unexpectedly or not s.active:
+            self._fail(self._device_message(chain))
+            return True
+        calls = s.counters.input_callbacks + s.counters.output_callbacks
+        if calls != getattr(chain, "_last_calls", -1):
+            chain._last_calls, chain._last_call_time = calls, now
+        elif now - getattr(chain, "_last_call_time", now) > STALL_TIMEOUT_S and now - s.started_at > STALL_TIMEOUT_S:
+            self._fail(self._device_message(chain))
+            return True
+        return False
+
+    @staticmethod
+    def _device_message(chain: LiveChain) -> str:
+        s = chain.stream
+        return (
+            f"The audio device stopped ('{s.input_device.label}' -> '{s.output_device.label}'): it was probably "
+            "unplugged or taken by another program; the stream was stopped, pick a device and start again."
+        )
+
+    def _fail(self, message: str) -> None:
+        chain, self.chain = self.chain, None
+        self.failure = message
+        if chain is not None:
+            chain.stream.close()
+        if self.on_failure:
+            try:
+                self.on_failure(message)
+            except Exception:  # noqa: BLE001
+                log.exception("failure handler")
+
+    def _process(self, chain: LiveChain) -> None:
+        t0 = time.perf_counter()
+        s = chain.stream
+        block = chain.in_block
+        mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
+        self.input_level_db = peak_db(mono)
+        v = chain.to_voice.process(mono.astype(np.float32))
+        fifo = np.concatenate([chain.fifo, v]) if len(chain.fifo) else v
+        hop_v = chain.pipeline.hop_samples
+        n_whole = (len(fifo) // hop_v) * hop_v
+        chain.fifo = fifo[n_whole:]
+        if n_whole == 0:
+            return
+        x = fifo[:n_whole]
+        y, chain.state = chain.pipeline.process(x, chain.state)
+        if chain.fade_from is not None:
+            old_pipe, old_state = chain.fade_from
+            y_old, _ = old_pipe.process(x, old_state)
+            n = len(y)
+            ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+            y = y * ramp + y_old * (1.0 - ramp)
+            chain.fade_from = None
+        chain.in_history.push(x)
+        chain.out_history.push(y)
+        out = chain.from_voice.process(y)
+        self.output_level_db = peak_db(out)
+        slack = s.hop_frames + s.counters.max_frames
+        self._write_with_guard(s.out_ring, out, s.prefill_frames, slack)
+        if s.mon_ring is not None:
+            self._write_with_guard(s.mon_ring, out, s.prefill_frames, s.hop_frames + s.mon_counters.max_frames)
+        dt_ms = 1000.0 * (time.perf_counter() - t0)
+        self.compute_ms.append(dt_ms)
+        self.blocks_processed += 1
+        if dt_ms > 1000.0 * s.hop_frames / s.sample_rate:
+            self.late_blocks += 1
+
+    def _write_with_guard(self, ring, out: np.ndarray, prefill: int, slack: int) -> None:
+        # After a write the ring should hold about `prefill` frames (one hop being played plus the
+        # margin), give or take one device callback. More than `slack` (a hop plus the largest
+        # callback) above that means a late block left a gap that was played as silence and
+        # everything after it is now later: drop the excess, fading in what remains.
+        excess = ring.available() + len(out) - (prefill + slack)
+        if excess > 0 and excess < len(out):
+            out = out[excess:].copy()
+            fade = min(len(out), 64)
+            out[:fade] *= np.linspace(0.0, 1.0, fade, dtype=np.float32)
+            self.latency_corrections += 1
+        elif excess >= len(out):
+            self.latency_corrections += 1
+            return
+        ring.write(out)

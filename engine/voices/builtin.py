@@ -1,0 +1,111 @@
+"""Built-in voices: signal processing only, nothing to download.
+
+Each preset is a pitch/formant setting for the formant-preserving shifter, optionally followed by a
+character effect. The user's transpose/formant values start at the preset's and are saved per voice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from engine.voices.base import ParamSpec, VoiceInfo
+
+INTERNAL_RATE = 48000
+
+
+def shift_specs(transpose_st: float, formant_st: float) -> tuple[ParamSpec, ...]:
+    return (
+        ParamSpec(
+            "transpose_st", "Transpose", float(transpose_st), -24.0, 24.0, 0.1, "semitones",
+            help="Pitch change; formants stay where they are unless Formant is moved too.",
+        ),
+        ParamSpec(
+            "formant_st", "Formant", float(formant_st), -12.0, 12.0, 0.1, "semitones",
+            help="Moves the vocal-tract resonances: up sounds smaller/younger, down larger.",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    transpose_st: float = 0.0
+    formant_st: float = 0.0
+    shift: bool = True  # run the pitch/formant shifter
+    effect: str | None = None  # "robot", "whisper", "radio"
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("natural", "Your own voice through gate and gain only: the reference to compare with.", shift=False),
+        Preset("deeper", "A deeper, fuller version of your voice (-4 st, formants -1.5 st).", -4.0, -1.5),
+        Preset("higher", "A brighter, lighter version of your voice (+4 st, formants +1.5 st).", 4.0, 1.5),
+        Preset("male-to-female", "A typical male voice moved into the female range (+8 st, formants +3 st).", 8.0, 3.0),
+        Preset("female-to-male", "A typical female voice moved into the male range (-8 st, formants -3 st).", -8.0, -3.0),
+        Preset("child", "A small child's voice (+7 st, formants +5 st).", 7.0, 5.0),
+        Preset("giant", "A huge, slow-sounding voice (-9 st, formants -5 st).", -9.0, -5.0),
+        Preset("radio", "An old radio or phone line: band-limited and slightly driven.", 0.0, 0.0, effect="radio"),
+        Preset("robot", "A monotone robot at 110 Hz that keeps your words.", shift=False, effect="robot"),
+        Preset("whisper", "A breathy whisper: pitch removed, words kept.", shift=False, effect="whisper"),
+    )
+}
+
+
+def builtin_infos() -> list[VoiceInfo]:
+    return [
+        VoiceInfo(p.name, "builtin", p.description, shift_specs(p.transpose_st, p.formant_st) if p.shift else ())
+        for p in PRESETS.values()
+    ]
+
+
+class BuiltinVoice:
+    """A preset made into a streaming voice (see engine/voices/base.py for the contract)."""
+
+    hop_samples = None
+
+    def __init__(self, preset: Preset, sample_rate: int = INTERNAL_RATE):
+        from engine.dsp import effects
+
+        self.preset = preset
+        self.name = preset.name
+        self.sample_rate = int(sample_rate)
+        self.param_specs = shift_specs(preset.transpose_st, preset.formant_st) if preset.shift else ()
+        self._shifter = None
+        if preset.shift:
+            from engine.dsp.pitchshift import PitchShifter
+
+            self._shifter = PitchShifter(self.sample_rate)
+        self._effect = {
+            None: None,
+            "robot": lambda: effects.Robot(self.sample_rate),
+            "whisper": lambda: effects.Whisper(self.sample_rate),
+            "radio": lambda: effects.Radio(self.sample_rate),
+        }[preset.effect]
+        self._effect = self._effect() if self._effect else None
+        self.latency_samples = (self._shifter.latency_samples if self._shifter else 0) + (
+            self._effect.latency_samples if self._effect else 0
+        )
+
+    def init_state(self) -> dict[str, Any]:
+        return {
+            "shift": self._shifter.init_state() if self._shifter else None,
+            "effect": self._effect.init_state() if self._effect else None,
+        }
+
+    def process(self, block: np.ndarray, state: dict[str, Any], params: dict[str, Any]):
+        y = block
+        if self._shifter is not None:
+            y, state["shift"] = self._shifter.process(
+                y,
+                state["shift"],
+                float(params.get("transpose_st", self.preset.transpose_st)),
+                float(params.get("formant_st", self.preset.formant_st)),
+            )
+        if self._effect is not None:
+            y, state["effect"] = self._effect.process(y, state["effect"])
+        return np.asarray(y, dtype=np.float32), state
