@@ -279,8 +279,8 @@ class Engine:
             try:
                 self.worker.call(detach)
             finally:
-                if stream is not None:
-                    stream.close()
+                if stream is not None and not stream.close_soon(wait_s=3.0):
+                    log.warning("the audio device did not close within 3 s; continuing without it")
 
     def switch_devices(
         self,
@@ -318,10 +318,10 @@ class Engine:
             return self.settings.audio
 
     def _on_stream_failure(self, message: str) -> None:
-        # Worker thread: record and let control threads clean up references.
+        # Worker thread: record only; the stream object is closed by the worker on a helper thread.
         self.last_error = message
         self.stream = None
-        log.warning(message)
+        log.info(message)
 
     # ------------------------------------------------------------------ telemetry
     def snapshot(self) -> HealthSnapshot:

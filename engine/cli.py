@@ -317,6 +317,17 @@ def cmd_gui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return gui_main()
 
 
+def _exit_code(code: int) -> int:
+    from engine.stream.realtime import portaudio_wedged
+
+    if portaudio_wedged():
+        # A vanished device left PortAudio stuck; its exit handler would hang the process forever.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -328,8 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         if args.command in (None, "gui"):
-            return cmd_gui(args, parser)
-        return handlers[args.command](args)
+            return _exit_code(cmd_gui(args, parser))
+        return _exit_code(handlers[args.command](args))
     except AutoVoiceError as exc:
         print(f"autovoice: error: {exc}", file=sys.stderr)
         return 1

@@ -75,6 +75,13 @@ def list_devices(refresh: bool = False) -> list[DeviceInfo]:
     """All devices PortAudio sees. ``refresh`` re-scans (PortAudio only rescans on re-init)."""
     sd = sounddevice()
     if refresh:
+        from engine.stream.realtime import portaudio_wedged
+
+        if portaudio_wedged():
+            raise DeviceError(
+                "An audio device vanished while in use and the audio system has not let go of it; "
+                "restart AutoVoice to scan devices again (file conversion still works)."
+            )
         try:
             sd._terminate()
             sd._initialize()

@@ -27,6 +27,31 @@ WRITE_FORMATS = {
 }
 
 
+def _riff_shortfall(path: Path) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file: (declared data bytes, present data bytes) if the data chunk is cut short.
+
+    libsndfile quietly reads what is there, so a half-copied WAV would otherwise convert to a
+    shorter file without a word.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return None
+        size = path.stat().st_size
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            cid, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if cid == b"data":
+                present = size - (pos + 8)
+                if head[:4] == b"RIFF" and length != 0xFFFFFFFF and length > present:
+                    return length, present
+                return None
+            pos += 8 + length + (length & 1)
+    return None
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Return ``(samples (n, channels) float32, sample_rate)`` or raise AudioFileError."""
     p = Path(path)
@@ -57,6 +82,12 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         )
     if len(data) == 0:
         raise AudioFileError(f"'{p.name}' contains no audio samples; export or record it again.")
+    short = _riff_shortfall(p) if p.suffix.lower() in (".wav", ".wave") or sf.info(str(p)).format == "WAV" else None
+    if short is not None:
+        raise AudioFileError(
+            f"'{p.name}' is truncated: its header promises {short[0]} bytes of audio but only {short[1]} are there; "
+            "copy or export the file again."
+        )
     if declared > 0 and len(data) < declared:
         raise AudioFileError(
             f"'{p.name}' is truncated: it declares {declared} samples but only {len(data)} could be read; "

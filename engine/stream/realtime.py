@@ -28,6 +28,17 @@ from engine.ringbuffer import RingBuffer
 
 RING_SECONDS = 2.0
 
+_closing_threads: list[threading.Thread] = []
+
+
+def portaudio_wedged() -> bool:
+    """True while a stream close is still stuck inside PortAudio (a vanished device or server).
+
+    Then PortAudio's own exit handler (Pa_Terminate, run by sounddevice at interpreter exit) would
+    block too, so front-ends leave with ``os._exit`` after flushing their output.
+    """
+    return any(t.is_alive() for t in _closing_threads)
+
 
 class RealtimeStream:
     def __init__(
@@ -133,6 +144,18 @@ class RealtimeStream:
     @property
     def active(self) -> bool:
         return bool(self._streams) and all(s.active for s in self._streams) and not self.finished_unexpectedly
+
+    def close_soon(self, wait_s: float = 2.0) -> bool:
+        """Close on a helper thread, waiting at most ``wait_s``; True if it finished.
+
+        PortAudio's abort can block forever when the device or sound server has vanished
+        (seen with a killed JACK server); the worker and control threads must never hang on it.
+        """
+        t = threading.Thread(target=self.close, name="autovoice-stream-close", daemon=True)
+        _closing_threads.append(t)
+        t.start()
+        t.join(wait_s)
+        return not t.is_alive()
 
     def close(self) -> None:
         with self._close_lock:

@@ -202,15 +202,16 @@ class Worker:
         )
 
     def _fail(self, message: str) -> None:
-        chain, self.chain = self.chain, None
+        chain = self.chain
         self.failure = message
-        if chain is not None:
-            chain.stream.close()
         if self.on_failure:
             try:
                 self.on_failure(message)
             except Exception:  # noqa: BLE001
                 log.exception("failure handler")
+        self.chain = None  # NB: after the message is recorded, so whoever sees "not running" sees why
+        if chain is not None:
+            chain.stream.close_soon(wait_s=0.0)  # never block the worker on a dead device
 
     def _process(self, chain: LiveChain) -> None:
         t0 = time.perf_counter()

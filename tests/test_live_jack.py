@@ -1,0 +1,142 @@
+"""The live engine through a real JACK server (dummy driver): streams, counters, latency, failures."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from engine.api import Engine
+from engine.errors import DeviceError
+
+pytestmark = pytest.mark.jack
+
+
+@pytest.fixture
+def engine(jack_server):
+    e = Engine(load_default_voice=False)
+    e.load_voice("robot").result()
+    yield e
+    e.close()
+
+
+def wait_for(pred, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_duplex_stream_runs_and_stops_cleanly(engine):
+    engine.start("system", "system")
+    assert engine.running
+    t0 = time.monotonic()
+    assert wait_for(lambda: engine.snapshot().blocks_processed >= 150)
+    elapsed = time.monotonic() - t0
+    s = engine.snapshot()
+    assert s.running and s.devices_ok and s.last_error is None
+    assert s.sample_rate == 48000 and s.block_ms == pytest.approx(10.0)
+    assert "JACK" in s.input_device
+    # Audio flowed at the device's pace: about one 10 ms block per 10 ms of wall time.
+    assert s.blocks_processed <= (elapsed + 1.0) * 100 + 10
+    assert s.input_overflows == 0
+    assert s.nonfinite_blocks == 0
+    assert s.compute_ms_p99 > 0
+    assert s.algorithmic_latency_ms == pytest.approx(10.0 + 1000 * engine.voice.latency_samples / 48000, abs=0.1)
+    assert s.total_latency_ms == pytest.approx(s.algorithmic_latency_ms + s.buffer_latency_ms + s.device_latency_ms)
+    engine.stop()
+    assert not engine.running
+    assert engine.snapshot().running is False
+
+
+def test_switching_to_a_missing_device_keeps_the_previous_one(engine):
+    engine.start("system", "system")
+    before = engine.snapshot().blocks_processed
+    with pytest.raises(DeviceError) as err:
+        engine.switch_devices(output_device="no-such-device")
+    assert "no-such-device" in str(err.value) and "previous devices were kept" in str(err.value)
+    assert engine.running
+    assert wait_for(lambda: engine.snapshot().blocks_processed > before + 20)
+    assert engine.settings.audio.output_device == "system"
+
+
+def test_unsupported_sample_rate_is_one_sentence(engine):
+    with pytest.raises(DeviceError) as err:
+        engine.start("system", "system", sample_rate=44100)  # the JACK server runs at 48 kHz
+    assert "44100 Hz" in str(err.value)
+    assert not engine.running
+
+
+def test_voice_and_settings_change_live_without_stopping(engine):
+    engine.start("system", "system")
+    assert wait_for(lambda: engine.snapshot().blocks_processed > 20)
+    engine.load_voice("whisper").result()
+    engine.set_chain(output_gain_db=-3.0)
+    assert wait_for(lambda: engine.snapshot().voice_name == "whisper")
+    n = engine.snapshot().blocks_processed
+    assert wait_for(lambda: engine.snapshot().blocks_processed > n + 20)
+    assert engine.running and engine.snapshot().nonfinite_blocks == 0
+
+
+def test_end_to_end_latency_matches_what_the_engine_reports(jack_server):
+    """A click into AutoVoice's JACK input comes out of its output exactly as late as reported."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from jack_loopback import measure
+
+    r = measure("natural", seconds=3.0)
+    assert r["clicks"] >= 4, r
+    period_ms = 256 / 48000 * 1000
+    assert abs(r["measured_ms_median"] - r["reported_total_ms"]) <= period_ms + 1.0, r
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import json, os, subprocess, sys, time
+    from engine.api import Engine
+    jackd = subprocess.Popen(["jackd", "-n", os.environ["JACK_DEFAULT_SERVER"], "--no-realtime", "-d", "dummy",
+                              "-r", "48000", "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2.0)
+    import sounddevice as sd
+    sd._terminate(); sd._initialize()
+    e = Engine(load_default_voice=False)
+    e.load_voice("natural").result()
+    e.start("system", "system")
+    time.sleep(1.0)
+    running_before = e.running
+    jackd.kill(); jackd.wait()
+    deadline = time.time() + 10
+    while e.running and time.time() < deadline:
+        time.sleep(0.05)
+    s = e.snapshot()
+    out = {"running_before": running_before, "running_after": e.running, "last_error": s.last_error,
+           "worker_alive": s.worker_alive, "heartbeat_age_s": s.worker_heartbeat_age_s}
+    # The engine keeps working for everything that does not need the device.
+    fut = e.convert_files([sys.argv[1]], sys.argv[2], voice="natural")
+    out["convert_ok"] = not isinstance(fut.result(timeout=60)[0], Exception)
+    print(json.dumps(out), flush=True)
+    os._exit(0)
+""")
+
+
+def test_device_vanishing_mid_stream_stops_cleanly_and_the_process_lives_on(tmp_path):
+    import shutil
+
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd is not installed")
+    from tests.conftest import DATA
+
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"avkill{os.getpid()}")
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(DATA / "freesound136777_davidbain_M_xmas.wav"),
+                           str(tmp_path / "after.wav")], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=os.path.join(os.path.dirname(__file__), ".."))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["running_before"] is True and r["running_after"] is False
+    assert "audio device stopped" in r["last_error"] and "start again" in r["last_error"]
+    assert r["worker_alive"] and r["heartbeat_age_s"] < 1.0
+    assert r["convert_ok"] and (tmp_path / "after.wav").exists()
