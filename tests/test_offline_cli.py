@@ -165,3 +165,25 @@ def test_voices_and_devices_commands():
 def test_no_subcommand_without_gui_prints_help_or_opens_gui():
     proc = autovoice("--help")
     assert proc.returncode == 0 and "live" in proc.stdout and "convert" in proc.stdout
+
+
+@pytest.mark.parametrize("transpose", [-12, 7])
+def test_convert_transposes_a_tone_of_known_pitch(tmp_path, transpose):
+    sr = 44100
+    t = np.arange(3 * sr) / sr
+    x = 0.3 * np.sin(2 * np.pi * 220.0 * t) + 0.1 * np.sin(2 * np.pi * 440.0 * t)
+    src = tmp_path / "tone.wav"
+    sf.write(src, x.astype(np.float32), sr)
+    out = tmp_path / "out.wav"
+    proc = autovoice("convert", src, "-o", out, "--voice", "deeper", "--transpose", transpose, "--formant", 0,
+                     "--gate", "-100", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    y, _ = sf.read(out, dtype="float32")
+    seg = y[sr: 2 * sr] * np.hanning(sr)
+    spec = np.abs(np.fft.rfft(seg, 8 * sr))
+    freqs = np.fft.rfftfreq(8 * sr, 1 / sr)
+    f_expected = 220.0 * 2 ** (transpose / 12)
+    band = (freqs > f_expected / 1.3) & (freqs < f_expected * 1.3)
+    f_peak = freqs[band][np.argmax(spec[band])]
+    cents = 1200 * np.log2(f_peak / f_expected)
+    assert abs(cents) < 10, (f_peak, f_expected)
