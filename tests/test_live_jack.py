@@ -150,3 +150,43 @@ def test_monitor_output_gets_the_same_audio(engine):
     stream = engine.stream
     assert stream.mon_counters.output_callbacks > 20  # the monitor stream is really playing
     assert stream.mon_ring.written == stream.out_ring.written  # both rings got every converted block
+
+
+class SlowVoice:
+    """Takes 15 ms per 10 ms block: inference that cannot keep up."""
+
+    name = "slow"
+    sample_rate = 48000
+    latency_samples = 0
+    hop_samples = None
+    param_specs = ()
+
+    def init_state(self):
+        return None
+
+    def process(self, block, state, params):
+        time.sleep(0.015 * len(block) / 480)
+        return block, state
+
+
+def test_late_inference_shows_in_counters_and_never_blocks_the_callback(jack_server, monkeypatch):
+    import engine.api
+
+    monkeypatch.setattr(engine.api, "load_voice", lambda name, base=None: SlowVoice())
+    e = Engine(load_default_voice=False)
+    try:
+        e.load_voice("natural").result()
+        e.start("system", "system")
+        t0 = time.monotonic()
+        assert wait_for(lambda: e.snapshot().late_blocks >= 30, timeout_s=20)
+        s = e.snapshot()
+        elapsed = time.monotonic() - t0
+        assert s.output_underflows > 0  # the gap is counted, not hidden
+        assert s.compute_load > 1.0
+        assert s.suggestion and "block size" in s.suggestion
+        # The device kept calling back at its own pace (256-frame periods at 48 kHz) while the voice lagged.
+        calls = e.stream.counters.output_callbacks
+        assert calls >= 0.8 * elapsed * 48000 / 256
+        assert e.running
+    finally:
+        e.close()
