@@ -30,7 +30,7 @@ from engine.settings import SettingsStore
 from engine.stream.realtime import RealtimeStream
 from engine.stream.worker import LiveChain, Worker
 from engine.voices.base import Voice, VoiceInfo, default_params
-from engine.voices.registry import get_info, list_voices, load_voice
+from engine.voices.registry import RELOAD_PARAMS, get_info, list_voices, load_voice
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class Engine:
         self.worker = Worker()
         self.worker.on_failure = self._on_stream_failure
         self.voice: Voice | None = None
+        self._voice_compute_ms = 0.0
         self.voice_info: VoiceInfo | None = None
         self.warmed_up = False
         self._loading = 0
@@ -128,10 +129,12 @@ class Engine:
         extra = self._validate_params(info, params or {})
 
         def job() -> VoiceInfo:
-            voice = load_voice(name, self.data_dir)
-            self._warm_up(voice)
+            saved = {**self.settings.voice_params.get(name, {}), **extra}
+            voice = load_voice(name, self.data_dir, saved)
+            compute_ms = self._warm_up(voice)
             with self._lock:
                 self.voice, self.voice_info, self.warmed_up = voice, info, True
+                self._voice_compute_ms = compute_ms
                 self.settings.voice = name
                 if extra:
                     self.settings.voice_params.setdefault(name, {}).update(extra)
@@ -152,13 +155,20 @@ class Engine:
         fut.add_done_callback(done)
         return fut
 
-    def _warm_up(self, voice: Voice) -> None:
+    def _warm_up(self, voice: Voice) -> float:
+        """Run the voice on a few blocks of noise (lazy init, caches); return ms per block of the slowest warm call."""
         hop = voice.hop_samples or int(voice.sample_rate * 0.01)
         state = voice.init_state()
         rng = np.random.default_rng(0)
         x = (0.01 * rng.standard_normal(hop)).astype(np.float32)
+        params = default_params(voice.param_specs)
+        _, state = voice.process(x, state, params)  # the first call pays one-off costs
+        worst = 0.0
         for _ in range(2):
-            _, state = voice.process(x, state, default_params(voice.param_specs))
+            t0 = time.perf_counter()
+            _, state = voice.process(x, state, params)
+            worst = max(worst, 1000.0 * (time.perf_counter() - t0))
+        return worst
 
     def set_params(self, **params: Any) -> dict[str, Any]:
         """Change the current voice's parameters live (validated; saved per voice)."""
@@ -166,10 +176,15 @@ class Engine:
             if self.voice_info is None:
                 raise VoiceError("No voice is loaded yet; pick a voice first.")
             clean = self._validate_params(self.voice_info, params)
+            before = self.voice_params()
             self.settings.voice_params.setdefault(self.voice_info.name, {}).update(clean)
             merged = self.voice_params()
             self._post_to_pipeline(lambda p: setattr(p, "params", {**p.params, **merged}))
             self.save_settings()
+            if any(k in RELOAD_PARAMS and before.get(k) != merged.get(k) for k in clean):
+                # Block/context sizes shape a neural voice's buffers: rebuild it off-thread; the old one
+                # keeps playing until the new one is swapped in.
+                self.load_voice(self.voice_info.name)
             return merged
 
     def set_chain(self, **changes: Any) -> ChainConfig:
@@ -199,6 +214,15 @@ class Engine:
         xfade = int(round(max(audio.crossfade_ms, 1.0) * voice.sample_rate / 1000.0))
         return Pipeline(voice, hop, chain=self.settings.chain, params=self.voice_params(), crossfade_samples=xfade)
 
+    def _stream_geometry(self) -> tuple[float | None, float]:
+        """(burst_ms, margin_ms) the output ring needs for the current voice."""
+        v = self.voice
+        burst = 1000.0 * v.hop_samples / v.sample_rate if (v is not None and v.hop_samples) else None
+        # A voice that delivers big blocks needs the ring to hold out while the next one computes;
+        # the warm-up measurement plus half again, and a read hop of slack, is the margin.
+        margin = 1.5 * self._voice_compute_ms + (self.settings.audio.block_ms if burst else 0.0)
+        return burst, margin
+
     def _post_to_pipeline(self, fn: Callable[[Pipeline], None]) -> None:
         def apply(w: Worker) -> None:
             if w.chain is not None:
@@ -208,6 +232,19 @@ class Engine:
 
     def _swap_live_pipeline(self) -> None:
         if self.stream is None:
+            return
+        burst, margin = self._stream_geometry()
+        s = self.stream
+        new_burst = max(s.hop_frames, int(round((burst or 0.0) * s.sample_rate / 1000.0)))
+        new_margin = int(round(max(s.config.prefill_ms, margin) * s.sample_rate / 1000.0))
+        if new_burst != s.burst_frames or new_margin > s.margin_frames:
+            # The output ring's budget changes with the voice: reopen the same devices (a short gap)
+            # rather than underflow on every block or keep a needlessly large latency.
+            try:
+                self.stop()
+                self._open(s.config)
+            except AutoVoiceError as exc:
+                self.last_error = f"{exc}"
             return
         pipeline = self._make_pipeline(self.stream.config)
 
@@ -251,7 +288,8 @@ class Engine:
         inp = resolve_device(audio.input_device, "input", devs)
         out = resolve_device(audio.output_device, "output", devs)
         mon = resolve_device(audio.monitor_device, "output", devs) if audio.monitor_device not in (None, "") else None
-        stream = RealtimeStream(audio, inp, out, mon)
+        burst, margin = self._stream_geometry()
+        stream = RealtimeStream(audio, inp, out, mon, burst_ms=burst, margin_ms=margin)
         pipeline = self._make_pipeline(audio)
         stream.start()  # raises DeviceError in one sentence
         chain = LiveChain(stream, pipeline)
@@ -334,7 +372,7 @@ class Engine:
         audio = self.settings.audio
         if chain is not None:
             algo, buf = chain.latency_ms()
-            block_ms = 1000.0 * chain.hop_dev / stream.sample_rate
+            block_ms = 1000.0 * stream.burst_frames / stream.sample_rate  # what one voice call covers
             dev_ms = stream.device_latency_ms
         else:
             block_ms = audio.block_ms
@@ -428,7 +466,7 @@ class Engine:
         chain = replace(self.settings.chain, bypass=False)
 
         def job() -> list[ConvertResult | AutoVoiceError]:
-            v = self.voice if (self.voice is not None and self.voice_name == name) else load_voice(name, self.data_dir)
+            v = self.voice if (self.voice is not None and self.voice_name == name) else load_voice(name, self.data_dir, merged)
             results: list[ConvertResult | AutoVoiceError] = []
             for i, src in enumerate(inputs):
                 dst = output_path_for(src, out, name, many)

@@ -172,7 +172,7 @@ class SlowVoice:
 def test_late_inference_shows_in_counters_and_never_blocks_the_callback(jack_server, monkeypatch):
     import engine.api
 
-    monkeypatch.setattr(engine.api, "load_voice", lambda name, base=None: SlowVoice())
+    monkeypatch.setattr(engine.api, "load_voice", lambda *a, **k: SlowVoice())
     e = Engine(load_default_voice=False)
     try:
         e.load_voice("natural").result()

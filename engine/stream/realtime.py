@@ -47,14 +47,23 @@ class RealtimeStream:
         input_device: DeviceInfo,
         output_device: DeviceInfo,
         monitor_device: DeviceInfo | None = None,
+        burst_ms: float | None = None,
+        margin_ms: float | None = None,
     ):
+        """``burst_ms``: how much audio the voice delivers at once (its fixed hop; default the block).
+        ``margin_ms``: pre-fill beyond one burst, covering compute time (default ``prefill_ms``)."""
         self.config = config
         self.input_device = input_device
         self.output_device = output_device
         self.monitor_device = monitor_device
         self.sample_rate = int(config.sample_rate or output_device.default_samplerate)
+        # The worker reads the input in hops of block_ms; the output ring must cover one voice burst
+        # (a neural voice returns a whole 250 ms block at once) plus the margin.
         self.hop_frames = max(1, int(round(config.block_ms * self.sample_rate / 1000.0)))
-        self.prefill_frames = self.hop_frames + int(round(config.prefill_ms * self.sample_rate / 1000.0))
+        self.burst_frames = max(self.hop_frames, int(round((burst_ms or 0.0) * self.sample_rate / 1000.0)))
+        margin = config.prefill_ms if margin_ms is None else max(config.prefill_ms, margin_ms)
+        self.margin_frames = int(round(margin * self.sample_rate / 1000.0))
+        self.prefill_frames = self.burst_frames + self.margin_frames
         self.in_channels = max(1, min(2, input_device.max_input_channels))
         self.out_channels = max(1, min(2, output_device.max_output_channels))
         cap = int(RING_SECONDS * self.sample_rate)

@@ -95,12 +95,12 @@ class LiveChain:
         """(algorithmic, buffer) latency in ms."""
         sr_v, sr_d = self.pipeline.sample_rate, self.stream.sample_rate
         algo = (
-            self.hop_dev / sr_d
+            self.stream.burst_frames / sr_d
             + self.pipeline.latency_samples / sr_v
             + self.to_voice.delay_samples / sr_v
             + self.from_voice.delay_samples / sr_d
         )
-        buffer = (self.stream.prefill_frames - self.hop_dev) / sr_d
+        buffer = self.stream.margin_frames / sr_d
         return 1000.0 * algo, 1000.0 * buffer
 
 
@@ -246,7 +246,7 @@ class Worker:
         dt_ms = 1000.0 * (time.perf_counter() - t0)
         self.compute_ms.append(dt_ms)
         self.blocks_processed += 1
-        if dt_ms > 1000.0 * s.hop_frames / s.sample_rate:
+        if dt_ms > 1000.0 * len(x) / chain.pipeline.sample_rate:
             self.late_blocks += 1
 
     def _write_with_guard(self, ring, out: np.ndarray, prefill: int, slack: int) -> None:

@@ -23,6 +23,11 @@ def voices_dir(base: Path | None = None) -> Path:
     return (base or data_dir()) / "voices"
 
 
+def models_dir(base: Path | None = None) -> Path:
+    """Where shared model files live: the content encoder (hubert_base.pt) and rmvpe.pt."""
+    return (base or data_dir()) / "models"
+
+
 def check_voice_name(name: str) -> str:
     if not isinstance(name, str) or not VOICE_NAME_RE.match(name) or ".." in name:
         raise VoiceError(
@@ -46,7 +51,7 @@ def _installed_infos(base: Path | None) -> list[VoiceInfo]:
         try:
             from engine.voices.rvc.voice import rvc_param_specs
 
-            specs = rvc_param_specs(bool(meta.get("f0", True)))
+            specs = rvc_param_specs(speakers=int(meta.get("speakers", 1)), f0=bool(meta.get("f0", True)))
         except ImportError:
             pass
         infos.append(
@@ -76,18 +81,36 @@ def get_info(name: str, base: Path | None = None) -> VoiceInfo:
     raise VoiceError(f"There is no voice called '{name}'; choose one of: {known}.")
 
 
-def load_voice(name: str, base: Path | None = None) -> Voice:
+#: Settings of a neural voice that shape its buffers: changing one means loading the voice again.
+RELOAD_PARAMS = ("block_ms", "extra_ms", "crossfade_ms")
+
+
+def load_voice(name: str, base: Path | None = None, params: dict | None = None) -> Voice:
     """Build the voice called ``name`` (may take seconds for a neural model: call off the GUI thread)."""
     if name in PRESETS:
         return BuiltinVoice(PRESETS[name])
     info = get_info(name, base)
     if info.kind == "rvc":
         try:
-            from engine.voices.rvc.voice import RVCVoice
+            from engine.voices.rvc.voice import load_rvc_voice
         except ImportError as exc:
             raise VoiceError(
                 f"Voice '{name}' is a neural (RVC) model, but the neural extras are not installed "
                 f"({exc.name} is missing); run 'make setup' or pip install 'autovoice[neural]'."
             ) from exc
-        return RVCVoice.from_folder(Path(info.path), base=base)
+        folder = Path(info.path)
+        try:
+            meta = json.loads((folder / "voice.json").read_text(encoding="utf-8"))
+            model = folder / str(meta["model"])
+        except (OSError, ValueError, KeyError):
+            raise VoiceError(f"The files of voice '{name}' in {folder} are damaged; remove it and import it again.") from None
+        geometry = {k: float(v) for k, v in (params or {}).items() if k in RELOAD_PARAMS}
+        voice = load_rvc_voice(
+            model,
+            models_dir=models_dir(base),
+            index_path=folder / meta["index"] if meta.get("index") else None,
+            **geometry,
+        )
+        voice.name = name
+        return voice
     raise VoiceError(f"Voice '{name}' has an unknown kind '{info.kind}'; reinstall it with 'autovoice voices import'.")
