@@ -59,6 +59,7 @@ class Engine:
         self.settings_warning = self.store.last_warning
         self.data_dir = data_dir
         self.autosave = autosave
+        self._save_lock = threading.Lock()
         self._lock = threading.RLock()  # NB: serialises control calls; never taken by worker or callbacks
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="autovoice-bg")
         self._started = time.monotonic()
@@ -71,6 +72,7 @@ class Engine:
         self._loading = 0
         self.stream: RealtimeStream | None = None
         self.last_error: str | None = None
+        self.device_error: str | None = None  # the last device problem, separate from voice errors
         self._accel = _accelerator()
         if load_default_voice:
             try:
@@ -86,7 +88,10 @@ class Engine:
     def save_settings(self) -> None:
         if self.autosave:
             try:
-                self.store.save(self.settings)
+                # NB: the GUI thread and background jobs both save; serialising the writes means the
+                # last one to run writes the newest settings, never an older copy over a newer one.
+                with self._save_lock:
+                    self.store.save(self.settings)
             except OSError as exc:
                 self.last_error = f"Settings could not be saved to {self.store.path} ({exc.strerror})."
                 log.warning(self.last_error)
@@ -259,6 +264,9 @@ class Engine:
         return self.stream is not None and self.worker.chain is not None
 
     def devices(self, refresh: bool = False) -> list[DeviceInfo]:
+        """Audio devices. ``refresh`` re-scans, which PortAudio can only do with no stream open."""
+        if refresh and self.stream is not None:
+            raise DeviceError("Stop the stream before refreshing the device list (the audio system rescans only when idle).")
         return list_devices(refresh=refresh)
 
     def start(
@@ -268,7 +276,21 @@ class Engine:
         monitor_device: str | int | None = None,
         **audio_changes: Any,
     ) -> None:
-        """Open the devices and start converting. Device arguments default to the saved ones."""
+        """Open the devices and start converting.
+
+        Device arguments default to the saved ones; pass "default" for the system's device and ""
+        for no monitor.
+        """
+        with self._lock:
+            try:
+                self._start(input_device, output_device, monitor_device, **audio_changes)
+            except AutoVoiceError as exc:
+                self.last_error = str(exc)
+                if isinstance(exc, DeviceError):
+                    self.device_error = str(exc)
+                raise
+
+    def _start(self, input_device, output_device, monitor_device, **audio_changes: Any) -> None:
         with self._lock:
             audio = self.settings.audio
             changes = dict(audio_changes)
@@ -306,10 +328,13 @@ class Engine:
             raise
         self.stream = stream
         self.last_error = None
+        self.device_error = None
 
     def stop(self) -> None:
         with self._lock:
             stream, self.stream = self.stream, None
+            if not self.worker.alive:  # after close(): nothing left to detach from
+                return
 
             def detach(w: Worker) -> None:
                 w.chain = None
@@ -358,6 +383,7 @@ class Engine:
     def _on_stream_failure(self, message: str) -> None:
         # Worker thread: record only; the stream object is closed by the worker on a helper thread.
         self.last_error = message
+        self.device_error = message
         self.stream = None
         log.info(message)
 
@@ -400,7 +426,7 @@ class Engine:
             gpu_available=bool(self._accel.get("available")),
             gpu_name=self._accel.get("name"),
             running=chain is not None,
-            devices_ok=self.last_error is None or chain is not None,
+            devices_ok=self.device_error is None or chain is not None,
             input_device=stream.input_device.label if stream else None,
             output_device=stream.output_device.label if stream else None,
             monitor_device=stream.monitor_device.label if stream and stream.monitor_device else None,

@@ -304,7 +304,32 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return export_onnx_cli(args)
 
 
+def _display_problem() -> str | None:
+    """On Linux, why Qt could not open a window (it would abort the process), or None if it can."""
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith("xcb"):
+        return None  # offscreen, wayland, eglfs...: the user chose
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return ("No display was found (DISPLAY is not set), so the desktop app cannot open; use "
+                "'autovoice live' or 'autovoice convert' in this terminal, or 'autovoice serve' for headless mode.")
+    if not os.environ.get("WAYLAND_DISPLAY") or platform.startswith("xcb"):
+        import ctypes.util
+
+        if ctypes.util.find_library("xcb-cursor") is None:
+            return ("Qt needs the library libxcb-cursor0 to open a window on X11; install it "
+                    "(sudo apt-get install libxcb-cursor0) and run autovoice again.")
+    return None
+
+
 def cmd_gui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    problem = _display_problem()
+    if problem:
+        if args.command is None:
+            parser.print_help()
+            print(file=sys.stderr)
+        raise AutoVoiceError(problem)
     try:
         from autovoice_desktop.app import main as gui_main
     except ImportError as exc:

@@ -1,0 +1,523 @@
+"""EngineController: the one QObject that owns the Engine, polls it, and runs its slow calls off the GUI thread.
+
+Threads and who touches what::
+
+    GUI thread ---- fast QTimer (~30 ms) ---> engine.snapshot() levels, engine.recent_audio() --> scopeUpdated
+               \--- slow QTimer (~1 s)  ---> engine.snapshot() ------------------------------> snapshotUpdated
+               \--- commands -----------> self._jobs (one background thread, in order):
+                                           start/stop/switch devices, set_params/set_chain (coalesced),
+                                           device listing, voice listing
+    engine executor: load_voice() / convert_files() Futures --done callback--> signal --> GUI thread
+
+The audio thread never pushes anything: everything here is pulled on a timer. Results of background
+work reach the GUI thread only through signals (a signal emitted from another thread is queued to the
+receiver's thread), so no widget is ever touched off the GUI thread.
+
+NB: the engine serialises its control calls with a lock that device opening holds for as long as the
+driver takes; calling those from the GUI thread could freeze the window, hence the job thread. Slider
+drags would queue dozens of ``set_params`` calls (each one writes settings.json); they are coalesced so
+the job thread applies only the latest values.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+
+from engine.errors import AutoVoiceError
+
+log = logging.getLogger(__name__)
+
+FAST_POLL_MS = 30
+SLOW_POLL_MS = 1000
+SCOPE_SECONDS = 2.0
+PITCH_HOP_S = 0.010  # one pitch value per 10 ms on the display
+PITCH_EVERY_N_FAST_TICKS = 3  # ~90 ms between pitch updates
+# Pitch frames this close to the newest sample see the zero padding past the end: skip them and
+# show pitch this much behind the waveform (a display delay, not an audio one).
+PITCH_EDGE_S = 0.03
+
+try:  # written by a colleague; the display degrades to "pitch view unavailable" without it
+    from engine.dsp.pitch import track_f0 as _track_f0
+except ImportError:  # pragma: no cover - depends on the engine's state
+    _track_f0 = None
+
+
+def pitch_available() -> bool:
+    return _track_f0 is not None
+
+
+def user_message(exc: BaseException) -> str:
+    """What the window shows for a failed call: the engine's one sentence, never a traceback."""
+    if isinstance(exc, AutoVoiceError):
+        return str(exc)
+    return f"Unexpected error: {type(exc).__name__}: {exc}"
+
+
+@dataclass
+class ScopeFrame:
+    """What the live view draws on one fast tick."""
+
+    input: np.ndarray  # (n,) float32, the last SCOPE_SECONDS at most
+    output: np.ndarray
+    sample_rate: int
+    input_level_db: float
+    output_level_db: float
+    f0_input: np.ndarray | None  # (SCOPE_SECONDS / PITCH_HOP_S,) Hz, NaN where unvoiced; None: unchanged
+    f0_output: np.ndarray | None
+
+
+class PitchHistory:
+    """A rolling pitch track built from short analyses of the newest audio (bookkeeping only).
+
+    ``track_f0`` over the whole 2 s view each time would cost ~70 ms of CPU per signal, so each update
+    analyses only what arrived since the last one (plus context), and appends those frames. How many
+    frames arrived is taken from the wall clock, with the remainder carried, so the track does not drift.
+    """
+
+    def __init__(self, seconds: float = SCOPE_SECONDS, hop_s: float = PITCH_HOP_S):
+        self.hop_s = hop_s
+        self.n = int(round(seconds / hop_s))
+        self.values = np.full(self.n, np.nan)
+        self._last_t: float | None = None
+        self._carry = 0.0
+
+    def reset(self) -> None:
+        self.values[:] = np.nan
+        self._last_t = None
+        self._carry = 0.0
+
+    def frames_due(self, now: float) -> int:
+        if self._last_t is None:
+            self._last_t = now
+            return 0
+        elapsed = now - self._last_t + self._carry
+        self._last_t = now
+        k = int(elapsed / self.hop_s)
+        self._carry = elapsed - k * self.hop_s
+        return min(k, self.n)
+
+    def append(self, f0: np.ndarray) -> None:
+        k = len(f0)
+        if k == 0:
+            return
+        vals = np.where(f0 > 0, f0, np.nan)
+        if k >= self.n:
+            self.values[:] = vals[-self.n :]
+        else:
+            self.values[:-k] = self.values[k:]
+            self.values[-k:] = vals
+
+
+class EngineController(QObject):
+    """Owns the Engine (or uses an injected one, for tests) and turns its state into signals."""
+
+    # telemetry (pulled on timers)
+    snapshotUpdated = Signal(object)  # HealthSnapshot, ~1 s
+    scopeUpdated = Signal(object)  # ScopeFrame, ~30 ms while running
+    runningChanged = Signal(bool)
+    # results of background work
+    busyChanged = Signal(bool, str)  # busy, what
+    devicesUpdated = Signal(object)  # list[DeviceInfo]
+    devicesUnavailable = Signal(str)  # the engine's sentence
+    voicesUpdated = Signal(object)  # list[VoiceInfo]
+    voiceLoading = Signal(str)
+    voiceLoaded = Signal(object)  # VoiceInfo
+    voiceFailed = Signal(str, str)  # name, message
+    paramsApplied = Signal(dict)
+    chainChanged = Signal(object)  # ChainConfig
+    audioChanged = Signal(object)  # AudioConfig (after a start, a device switch or an advanced change)
+    errorOccurred = Signal(str)  # one sentence for the window's message bar
+    infoMessage = Signal(str)
+    convertProgress = Signal(int, float)  # file index, fraction
+    convertFinished = Signal(object)  # list[ConvertResult | AutoVoiceError] or an exception
+    # internal: hops a call-back from a worker thread onto the GUI thread
+    _call_on_gui = Signal(object)
+
+    def __init__(self, engine=None, parent: QObject | None = None, poll: bool = True):
+        super().__init__(parent)
+        self._owns_engine = engine is None
+        if engine is None:
+            from engine.api import Engine
+
+            # Not load_default_voice=True: that warms the saved voice up on this (GUI) thread, which
+            # can take seconds for a neural model. The saved voice is loaded in the background by
+            # load_saved_voice() instead, with the same fall-back to the default voice.
+            engine = Engine(load_default_voice=False)
+        self.engine = engine
+        self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autovoice-gui-jobs")
+        self._busy = 0
+        self._closed = False
+        self._running = False
+        self._last_error_seen: str | None = None
+        self._pending_lock = threading.Lock()  # NB: guards the coalesced params/chain between GUI and job thread
+        self._pending_params: dict[str, Any] = {}
+        self._pending_params_voice: str | None = None
+        self._pending_chain: dict[str, Any] = {}
+        self._flush_scheduled = False
+        self._fast_ticks = 0
+        self._pitch_in = PitchHistory()
+        self._pitch_out = PitchHistory()
+        self._scope_cleared = True
+        self.devices: list = []
+        self.voices: list = []
+        self.last_snapshot = None
+        self._call_on_gui.connect(self._run_on_gui)
+
+        self.fast_timer = QTimer(self)
+        self.fast_timer.setInterval(FAST_POLL_MS)
+        self.fast_timer.timeout.connect(self.poll_fast)
+        self.slow_timer = QTimer(self)
+        self.slow_timer.setInterval(SLOW_POLL_MS)
+        self.slow_timer.timeout.connect(self.poll_slow)
+        if poll:
+            self.fast_timer.start()
+            self.slow_timer.start()
+
+    # ------------------------------------------------------------------ plumbing
+    @Slot(object)
+    def _run_on_gui(self, fn: Callable[[], None]) -> None:
+        if not self._closed:
+            fn()
+
+    def _on_gui(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the GUI thread (queued when called from another thread)."""
+        self._call_on_gui.emit(fn)
+
+    def _set_busy(self, delta: int, what: str) -> None:
+        was = self._busy > 0
+        self._busy += delta
+        if (self._busy > 0) != was or delta > 0:
+            self.busyChanged.emit(self._busy > 0, what if self._busy > 0 else "")
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    def _submit(self, what: str, fn: Callable[[], Any], on_ok: Callable[[Any], None] | None = None,
+                on_error: Callable[[BaseException], None] | None = None) -> Future | None:
+        """Run ``fn`` on the job thread; ``on_ok``/``on_error`` then run on the GUI thread."""
+        if self._closed:
+            return None
+        self._set_busy(+1, what)
+
+        def job():
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - every failure is reported, none escapes the thread
+                if not isinstance(exc, AutoVoiceError):
+                    log.error("%s failed:\n%s", what, traceback.format_exc())
+
+                def fail(exc=exc):
+                    self._set_busy(-1, what)
+                    if on_error is not None:
+                        on_error(exc)
+                    else:
+                        self.errorOccurred.emit(user_message(exc))
+
+                self._on_gui(fail)
+                return None
+
+            def ok(result=result):
+                self._set_busy(-1, what)
+                if on_ok is not None:
+                    on_ok(result)
+
+            self._on_gui(ok)
+            return result
+
+        return self._jobs.submit(job)
+
+    # ------------------------------------------------------------------ devices
+    def refresh_devices(self, rescan: bool = False) -> None:
+
+        def ok(devs):
+            self.devices = list(devs)
+            self.devicesUpdated.emit(self.devices)
+
+        def fail(exc):
+            self.devices = []
+            self.devicesUnavailable.emit(user_message(exc))
+
+        def job():
+            # A PortAudio re-scan re-initialises the library under an open stream, which hangs it (seen on
+            # JACK): only rescan when stopped, decided here on the job thread, after any queued start.
+            return self.engine.devices(refresh=rescan and not self.engine.running)
+
+        self._submit("Looking for audio devices", job, ok, fail)
+
+    def start(self) -> None:
+        def ok(_):
+            self._update_running(True)
+            self.audioChanged.emit(self.engine.settings.audio)
+
+        def fail(exc):
+            self._update_running(False)
+            self.errorOccurred.emit(user_message(exc))
+            self.audioChanged.emit(self.engine.settings.audio)
+
+        self._submit("Opening the audio devices", self.engine.start, ok, fail)
+
+    def stop(self) -> None:
+        def ok(_):
+            self._update_running(False)
+
+        self._submit("Closing the audio devices", self.engine.stop, ok)
+
+    def toggle_running(self) -> None:
+        if self.busy:
+            return
+        self.stop() if self.engine.running else self.start()
+
+    def set_audio(self, **changes: Any) -> None:
+        """Devices, block size, crossfade, pre-fill. While running this reopens the stream, and the
+        engine restores the previous setup if the new one fails; the window re-syncs to what is in effect."""
+
+        def ok(_):
+            self._update_running(self.engine.running)
+            self.audioChanged.emit(self.engine.settings.audio)
+
+        def fail(exc):
+            self._update_running(self.engine.running)
+            self.errorOccurred.emit(user_message(exc))
+            self.audioChanged.emit(self.engine.settings.audio)
+
+        self._submit("Applying the audio settings", lambda: self.engine.set_audio(**changes), ok, fail)
+
+    # ------------------------------------------------------------------ voices
+    def refresh_voices(self) -> None:
+        def ok(voices):
+            self.voices = list(voices)
+            self.voicesUpdated.emit(self.voices)
+
+        self._submit("Listing voices", self.engine.list_voices, ok)
+
+    def load_saved_voice(self) -> None:
+        """At start-up: the voice the engine already has, else the saved one, else the default."""
+        if self.engine.voice_info is not None:
+            self.voiceLoaded.emit(self.engine.voice_info)
+            return
+        self.load_voice(self.engine.settings.voice, fallback=True)
+
+    def load_voice(self, name: str, fallback: bool = False) -> None:
+        if self.engine.voice_name == name and self.engine.voice_info is not None:
+            self.voiceLoaded.emit(self.engine.voice_info)
+            return
+        with self._pending_lock:
+            self._pending_params.clear()  # values meant for the previous voice
+        self.voiceLoading.emit(name)
+        self._set_busy(+1, f"Loading voice '{name}'")
+        try:
+            fut = self.engine.load_voice(name)
+        except BaseException as exc:  # noqa: BLE001 - unknown names fail synchronously
+            self._set_busy(-1, "")
+            self._voice_done(name, exc, fallback)
+            return
+
+        def done(f: Future) -> None:  # engine executor thread
+            exc = f.exception()
+            self._on_gui(lambda: (self._set_busy(-1, ""), self._voice_done(name, exc, fallback)))
+
+        fut.add_done_callback(done)
+
+    def _voice_done(self, name: str, exc: BaseException | None, fallback: bool) -> None:
+        if exc is None:
+            self.voiceLoaded.emit(self.engine.voice_info)
+            return
+        message = user_message(exc)
+        self.voiceFailed.emit(name, message)
+        self.errorOccurred.emit(message)
+        if fallback:
+            from engine.config import DEFAULT_VOICE
+
+            if name != DEFAULT_VOICE:
+                self.load_voice(DEFAULT_VOICE, fallback=False)
+
+    def voice_params(self) -> dict[str, Any]:
+        if self.engine.voice_info is None:
+            return {}
+        try:
+            return self.engine.voice_params()
+        except AutoVoiceError:
+            return {}
+
+    def set_param(self, name: str, value: Any) -> None:
+        voice = self.engine.voice_name
+        with self._pending_lock:
+            if self._pending_params_voice != voice:
+                self._pending_params.clear()
+            self._pending_params_voice = voice
+            self._pending_params[name] = value
+        self._schedule_flush()
+
+    def set_chain(self, **changes: Any) -> None:
+        with self._pending_lock:
+            self._pending_chain.update(changes)
+        self._schedule_flush()
+
+    def set_bypass(self, on: bool) -> None:
+        self.set_chain(bypass=bool(on))
+
+    def _schedule_flush(self) -> None:
+        with self._pending_lock:
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._submit("Applying settings", self._flush, self._flushed, self._flush_failed)
+
+    def _flush(self) -> tuple[dict | None, Any]:
+        with self._pending_lock:
+            params, voice = dict(self._pending_params), self._pending_params_voice
+            chain = dict(self._pending_chain)
+            self._pending_params.clear()
+            self._pending_chain.clear()
+            self._flush_scheduled = False
+        merged = None
+        if params and voice is not None and voice == self.engine.voice_name:
+            merged = self.engine.set_params(**params)
+        new_chain = self.engine.set_chain(**chain) if chain else None
+        return merged, new_chain
+
+    def _flushed(self, result) -> None:
+        merged, chain = result
+        if merged is not None:
+            self.paramsApplied.emit(merged)
+        if chain is not None:
+            self.chainChanged.emit(chain)
+
+    def _flush_failed(self, exc: BaseException) -> None:
+        with self._pending_lock:
+            self._flush_scheduled = False
+        self.errorOccurred.emit(user_message(exc))
+        # Re-sync the controls to what the engine really has.
+        self.paramsApplied.emit(self.voice_params())
+        self.chainChanged.emit(self.engine.settings.chain)
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Block until queued jobs ran (tests, shutdown). Results still arrive through the event loop."""
+        try:
+            self._jobs.submit(lambda: None).result(timeout=timeout_s)
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    # ------------------------------------------------------------------ files
+    def convert_files(self, inputs: list[Path], output_dir: Path, cancel: threading.Event) -> None:
+        def progress(i: int, fraction: float) -> None:  # engine executor thread
+            self.convertProgress.emit(i, float(fraction))
+
+        try:
+            fut = self.engine.convert_files(inputs, output_dir, progress=progress, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - e.g. no voice loaded: one sentence
+            self.convertFinished.emit(exc)
+            return
+
+        def done(f: Future) -> None:
+            exc = f.exception()
+            result = exc if exc is not None else f.result()
+            self._on_gui(lambda: self.convertFinished.emit(result))
+
+        fut.add_done_callback(done)
+
+    # ------------------------------------------------------------------ polling
+    def _update_running(self, running: bool) -> None:
+        if running != self._running:
+            self._running = running
+            if not running:
+                self._pitch_in.reset()
+                self._pitch_out.reset()
+            self.runningChanged.emit(running)
+
+    @Slot()
+    def poll_fast(self) -> None:
+        """Levels and the scope: cheap copies of what the worker already keeps."""
+        if self._closed:
+            return
+        running = self.engine.running
+        if not running:
+            if not self._scope_cleared:
+                empty = np.zeros(0, np.float32)
+                self.scopeUpdated.emit(ScopeFrame(empty, empty, 48000, -120.0, -120.0,
+                                                  np.full(self._pitch_in.n, np.nan), np.full(self._pitch_in.n, np.nan)))
+                self._scope_cleared = True
+            return
+        self._scope_cleared = False
+        snap = self.engine.snapshot()
+        x_in, x_out, sr = self.engine.recent_audio(SCOPE_SECONDS)
+        f0_in = f0_out = None
+        self._fast_ticks += 1
+        if _track_f0 is not None and self._fast_ticks % PITCH_EVERY_N_FAST_TICKS == 0:
+            f0_in, f0_out = self._update_pitch(sr)
+        self.scopeUpdated.emit(ScopeFrame(x_in, x_out, sr, snap.input_level_db, snap.output_level_db, f0_in, f0_out))
+
+    def _update_pitch(self, sr: int) -> tuple[np.ndarray, np.ndarray]:
+        k = self._pitch_in.frames_due(time.monotonic())  # both tracks advance together
+        if k > 0:
+            hop = int(round(PITCH_HOP_S * sr))
+            window_s = k * PITCH_HOP_S + PITCH_EDGE_S + 0.06  # new frames + edge + context for the first ones
+            a_in, a_out, _ = self.engine.recent_audio(window_s)
+            for hist, audio in ((self._pitch_in, a_in), (self._pitch_out, a_out)):
+                if len(audio) < hop:
+                    continue
+                f0 = _track_f0(audio, sr, hop)
+                skip = int(round(PITCH_EDGE_S / PITCH_HOP_S))
+                usable = f0[: max(0, len(f0) - skip)]
+                hist.append(usable[-k:])
+        return self._pitch_in.values.copy(), self._pitch_out.values.copy()
+
+    @Slot()
+    def poll_slow(self) -> None:
+        """The HealthSnapshot for the status and performance panels."""
+        if self._closed:
+            return
+        snap = self.engine.snapshot()
+        self.last_snapshot = snap
+        if not self.busy:
+            self._update_running(snap.running)
+        # A stream that died on its own (device unplugged) is told once, in the engine's words.
+        if snap.last_error and snap.last_error != self._last_error_seen and not snap.running:
+            self._last_error_seen = snap.last_error
+            if not self.busy:
+                self.errorOccurred.emit(snap.last_error)
+        elif not snap.last_error:
+            self._last_error_seen = None
+        self.snapshotUpdated.emit(snap)
+
+    def note_error_shown(self, message: str) -> None:
+        """The window showed ``message`` already; the slow poll must not show it again."""
+        self._last_error_seen = message
+
+    # ------------------------------------------------------------------ settings
+    def gui_settings(self) -> dict[str, Any]:
+        return self.engine.settings.gui
+
+    def save_gui_settings(self, **values: Any) -> None:
+        self.engine.settings.gui.update(values)
+        self.engine.save_settings()
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """Stop polling, finish queued commands, stop the stream; close the engine if we made it."""
+        if self._closed:
+            return
+        self.fast_timer.stop()
+        self.slow_timer.stop()
+        self.wait_idle(timeout_s=15.0)
+        self._closed = True
+        self._jobs.shutdown(wait=True)
+        try:
+            if self.engine.running:
+                self.engine.stop()
+        except Exception:  # noqa: BLE001 - closing must not fail because a device already vanished
+            log.warning("stopping the stream at exit failed", exc_info=True)
+        if self._owns_engine:
+            self.engine.close()
