@@ -29,5 +29,7 @@ pip install -e ".[gui,server,neural,test]"
 # torchfcpe ships the FCPE pitch model's weights; its declared torchaudio dependency is not needed by
 # the parts we use and breaks CPU-only torch installs, hence --no-deps.
 pip install --no-deps "torchfcpe==0.0.4"
+# Re-pin last: torch requires setuptools>=77.0.3 and an install step above may have raised it past 80.
+pip install "setuptools>=77.0.3,<81"
 pip install --no-build-isolation "pyworld==0.3.5"
 echo "$want" > "$stamp"
