@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -219,14 +220,28 @@ class Engine:
         xfade = int(round(max(audio.crossfade_ms, 1.0) * voice.sample_rate / 1000.0))
         return Pipeline(voice, hop, chain=self.settings.chain, params=self.voice_params(), crossfade_samples=xfade)
 
-    def _stream_geometry(self) -> tuple[float | None, float]:
-        """(burst_ms, margin_ms) the output ring needs for the current voice."""
+    def _stream_geometry(self, device_rate: int) -> tuple[float | None, float, float]:
+        """(burst_ms, margin_ms, jitter_ms) the output ring needs for the current voice at a device rate."""
         v = self.voice
+        audio = self.settings.audio
         burst = 1000.0 * v.hop_samples / v.sample_rate if (v is not None and v.hop_samples) else None
+        # Writes are evenly spaced only when one read hop is a whole number of voice samples and
+        # the voice's hop a whole number of read hops (10 ms at 44.1 kHz is 480 samples at 48 kHz:
+        # fine); otherwise a block completes one read earlier or later than the average.
+        jitter = audio.block_ms
+        if v is not None:
+            sr_v, sr_d = int(v.sample_rate), int(device_rate)
+            read_hop = max(1, int(round(audio.block_ms * sr_d / 1000.0)))
+            if (read_hop * sr_v) % sr_d == 0:
+                read_hop_v = read_hop * sr_v // sr_d
+                voice_hop = v.hop_samples or max(1, int(round(audio.block_ms * sr_v / 1000.0)))
+                if voice_hop % read_hop_v == 0:
+                    jitter = 0.0
         # A voice that delivers big blocks needs the ring to hold out while the next one computes;
-        # the warm-up measurement plus half again, and a read hop of slack, is the margin.
-        margin = 1.5 * self._voice_compute_ms + (self.settings.audio.block_ms if burst else 0.0)
-        return burst, margin
+        # the warm-up measurement plus half again, and a read hop of slack, is the margin (the
+        # stream adds the jitter on top).
+        margin = 1.5 * self._voice_compute_ms + (audio.block_ms if burst else 0.0)
+        return burst, margin, jitter
 
     def _post_to_pipeline(self, fn: Callable[[Pipeline], None]) -> None:
         def apply(w: Worker) -> None:
@@ -238,11 +253,12 @@ class Engine:
     def _swap_live_pipeline(self) -> None:
         if self.stream is None:
             return
-        burst, margin = self._stream_geometry()
         s = self.stream
+        burst, margin, jitter = self._stream_geometry(s.sample_rate)
         new_burst = max(s.hop_frames, int(round((burst or 0.0) * s.sample_rate / 1000.0)))
-        new_margin = int(round(max(s.config.prefill_ms, margin) * s.sample_rate / 1000.0))
-        if new_burst != s.burst_frames or new_margin > s.margin_frames:
+        new_margin = int(round((max(s.config.prefill_ms, margin) + jitter) * s.sample_rate / 1000.0))
+        new_jitter = int(round(jitter * s.sample_rate / 1000.0))
+        if new_burst != s.burst_frames or new_margin > s.margin_frames or new_jitter != s.jitter_frames:
             # The output ring's budget changes with the voice: reopen the same devices (a short gap)
             # rather than underflow on every block or keep a needlessly large latency.
             try:
@@ -310,20 +326,31 @@ class Engine:
         inp = resolve_device(audio.input_device, "input", devs)
         out = resolve_device(audio.output_device, "output", devs)
         mon = resolve_device(audio.monitor_device, "output", devs) if audio.monitor_device not in (None, "") else None
-        burst, margin = self._stream_geometry()
-        stream = RealtimeStream(audio, inp, out, mon, burst_ms=burst, margin_ms=margin)
+        burst, margin, jitter = self._stream_geometry(RealtimeStream.rate_for(audio, out))
+        stream = RealtimeStream(audio, inp, out, mon, burst_ms=burst, margin_ms=margin, jitter_ms=jitter)
         pipeline = self._make_pipeline(audio)
         stream.start()  # raises DeviceError in one sentence
         chain = LiveChain(stream, pipeline)
+        abandoned = threading.Event()
 
         def attach(w: Worker) -> None:
+            if abandoned.is_set():  # the caller gave up waiting; never attach a closed stream
+                return
             w.reset_counters()
             w.failure = None
             w.chain = chain
 
         try:
             self.worker.call(attach)
+        except FutureTimeout:
+            abandoned.set()
+            stream.close()
+            raise DeviceError(
+                "The engine's worker did not answer within 5 s (the machine may be overloaded); "
+                "the stream was not started, try again."
+            ) from None
         except BaseException:
+            abandoned.set()
             stream.close()
             raise
         self.stream = stream
@@ -341,6 +368,9 @@ class Engine:
 
             try:
                 self.worker.call(detach)
+            except FutureTimeout:
+                # Still queued: it runs (before any later attach) once the worker gets to it.
+                log.warning("the worker did not answer within 5 s; the stream is closed without waiting")
             finally:
                 if stream is not None and not stream.close_soon(wait_s=3.0):
                     log.warning("the audio device did not close within 3 s; continuing without it")
@@ -359,7 +389,8 @@ class Engine:
             try:
                 self.start(input_device, output_device, monitor_device, **audio_changes)
             except AutoVoiceError as exc:
-                if was_running:
+                # A bad setting is refused before anything is stopped; reopen only what was closed.
+                if was_running and self.stream is None:
                     try:
                         self._open(previous)
                     except AutoVoiceError as again:
@@ -380,11 +411,13 @@ class Engine:
                 self.save_settings()
             return self.settings.audio
 
-    def _on_stream_failure(self, message: str) -> None:
+    def _on_stream_failure(self, message: str, stream: RealtimeStream | None = None) -> None:
         # Worker thread: record only; the stream object is closed by the worker on a helper thread.
+        # Only forget the stream that failed: a control thread may have just opened a new one.
         self.last_error = message
         self.device_error = message
-        self.stream = None
+        if stream is None or self.stream is stream:
+            self.stream = None
         log.info(message)
 
     # ------------------------------------------------------------------ telemetry
@@ -485,14 +518,18 @@ class Engine:
         out = Path(output)
         name = voice or self.voice_name
         info = get_info(name, self.data_dir)
-        merged = {**self.voice_params(name), **self._validate_params(info, params or {})}
+        saved = self.voice_params(name)
+        merged = {**saved, **self._validate_params(info, params or {})}
+        # The loaded voice can be reused unless a setting it was built with differs.
+        reuse = all(merged.get(k) == saved.get(k) for k in RELOAD_PARAMS)
         many = len(inputs) > 1
         if many or out.is_dir():
             out.mkdir(parents=True, exist_ok=True)
         chain = replace(self.settings.chain, bypass=False)
 
         def job() -> list[ConvertResult | AutoVoiceError]:
-            v = self.voice if (self.voice is not None and self.voice_name == name) else load_voice(name, self.data_dir, merged)
+            current = self.voice if (reuse and self.voice_name == name) else None
+            v = current if current is not None else load_voice(name, self.data_dir, merged)
             results: list[ConvertResult | AutoVoiceError] = []
             for i, src in enumerate(inputs):
                 dst = output_path_for(src, out, name, many)

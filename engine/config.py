@@ -86,11 +86,13 @@ class ChainConfig:
             value = getattr(self, name)
             try:
                 ok = lo <= float(value) <= hi
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, ArithmeticError):
                 ok = False
             if not ok:
                 label = name.replace("_db", "").replace("_", " ")
                 raise ConfigError(f"The {label} must be between {lo:g} and {hi:g} dB, not {value!r}.")
+        if not isinstance(self.bypass, bool):
+            raise ConfigError(f"Bypass must be true or false, not {self.bypass!r}.")
         return self
 
     def to_dict(self) -> dict[str, Any]:

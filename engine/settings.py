@@ -74,7 +74,7 @@ class SettingsStore:
             if not isinstance(data, dict):
                 raise ValueError("top level is not an object")
             return self._from_dict(data)
-        except (ValueError, TypeError, AutoVoiceError, OSError, UnicodeDecodeError) as exc:
+        except (ValueError, TypeError, ArithmeticError, AutoVoiceError, OSError, UnicodeDecodeError) as exc:
             aside = self.path.with_name(f"settings.json.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
             try:
                 os.replace(self.path, aside)

@@ -68,5 +68,9 @@ def jack_server():
     sd._initialize()
     yield
     if proc is not None:
+        # Let go of JACK before stopping it: PortAudio's JACK host API asserts (and aborts the
+        # whole test run with status 134) if it is terminated after its server has gone.
+        while sd._initialized:
+            sd._terminate()
         proc.terminate()
         proc.wait(timeout=10)

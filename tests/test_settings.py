@@ -34,6 +34,24 @@ def test_out_of_range_values_are_treated_as_corrupt(tmp_path):
     assert "Block size" in store.last_warning
 
 
+import pytest
+
+
+@pytest.mark.parametrize("text", [
+    '{"audio": {"sample_rate": 1e400}}',  # JSON reads this as infinity; int() of it overflows
+    '{"audio": {"block_ms": "ten"}}',
+    '{"chain": {"bypass": "yes"}}',
+    '{"chain": {"input_gain_db": -1e400}}',
+    '[1, 2, 3]',
+])
+def test_odd_values_are_set_aside_with_one_warning(tmp_path, text):
+    (tmp_path / "settings.json").write_text(text)
+    store = SettingsStore(tmp_path)
+    assert store.load() == AppSettings()
+    assert store.last_warning.startswith("The settings file") and "defaults are used" in store.last_warning
+    assert any(p.name.startswith("settings.json.corrupt-") for p in tmp_path.iterdir())
+
+
 def test_engine_restores_voice_and_params_after_restart(tmp_path):
     from engine.api import Engine
 

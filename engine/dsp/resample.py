@@ -1,6 +1,8 @@
-"""Sample-rate conversion (soxr), whole-signal and streaming."""
+"""Sample-rate conversion: soxr for whole signals, a fixed-rate polyphase filter for the live path."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import soxr
@@ -13,36 +15,84 @@ def resample(x: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return soxr.resample(np.asarray(x, dtype=np.float32), from_rate, to_rate, quality="HQ").astype(np.float32)
 
 
-class StreamResampler:
-    """Chunked mono resampling for the live path.
+# Windowed-sinc design: 2 * HALF_TAPS input samples per output sample, cutoff at CUTOFF of the lower
+# Nyquist, Kaiser window. Measured (tests/test_resample.py) at 44.1 <-> 48 kHz: flat within 0.01 dB
+# up to 18 kHz (-0.4 dB at 19 kHz, -5 dB at 20 kHz), aliases below -88 dB, 1 kHz tone SNR > 94 dB,
+# ~0.07 ms per 10 ms chunk.
+HALF_TAPS = 32
+CUTOFF = 0.91
+KAISER_BETA = 8.5
+MAX_TABLE_PHASES = 4096
 
-    soxr's stream mode emits output delayed by its filter; ``delay_samples`` (in the output rate)
-    is measured once at construction with an impulse, so the engine can report true latency.
+
+class StreamResampler:
+    """Chunked mono resampling for the live path, with a steady output size.
+
+    Why not soxr's stream mode: it works in large internal blocks, so at 44.1 <-> 48 kHz it hands
+    back 0 samples for one 10 ms chunk and ~890 for the next. The engine's output ring would then
+    run dry every other block unless its latency budget grew by that burst. Here output sample n
+    sits at input time n * from / to and is emitted as soon as the HALF_TAPS input samples after it
+    have arrived; the stream starts ``delay_samples`` outputs early (on silence), so every chunk
+    of k input samples yields k * to / from output samples, +-1, and the output is the resampled
+    input delayed by ``delay_samples`` (output rate, ~0.7 ms).
     """
 
     def __init__(self, from_rate: int, to_rate: int):
         self.from_rate, self.to_rate = int(from_rate), int(to_rate)
+        if self.from_rate <= 0 or self.to_rate <= 0:
+            raise ValueError(f"Sample rates must be positive, got {from_rate} -> {to_rate}.")
         self.identity = self.from_rate == self.to_rate
-        self._stream = None if self.identity else self._new()
-        self.delay_samples = 0 if self.identity else self._measure_delay()
+        g = math.gcd(self.from_rate, self.to_rate)
+        self.up, self.down = self.to_rate // g, self.from_rate // g
+        self.cutoff = CUTOFF * min(1.0, self.up / self.down)  # of the input's Nyquist
+        self.delay_samples = 0 if self.identity else int(math.ceil(HALF_TAPS * self.up / self.down))
+        self._offsets = np.arange(2 * HALF_TAPS)
+        self._table = self._weights(np.arange(self.up) / self.up) if self.up <= MAX_TABLE_PHASES else None
+        self.reset()
 
-    def _new(self):
-        return soxr.ResampleStream(self.from_rate, self.to_rate, 1, dtype="float32", quality="HQ")
+    def _weights(self, frac: np.ndarray) -> np.ndarray:
+        """Filter rows for output samples at fractional input positions ``frac`` (0 <= frac < 1).
 
-    def _measure_delay(self) -> int:
-        probe = self._new()
-        n = self.from_rate // 10
-        x = np.zeros(n, dtype=np.float32)
-        x[n // 4] = 1.0
-        y = np.concatenate([probe.resample_chunk(x), probe.resample_chunk(np.zeros(n, np.float32))])
-        expected = (n // 4) * self.to_rate / self.from_rate
-        return max(0, int(round(int(np.argmax(np.abs(y))) - expected)))
+        Row m multiplies input samples i - HALF_TAPS + 1 ... i + HALF_TAPS, where i is the integer
+        part of the output's input time; their distance from that time is d = frac + HALF_TAPS - 1 - m.
+        """
+        d = frac[:, None] + (HALF_TAPS - 1) - self._offsets[None, :]
+        fc = self.cutoff
+        w = fc * np.sinc(fc * d) * np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (d / HALF_TAPS) ** 2, 0.0, 1.0)))
+        w /= w.sum(axis=1, keepdims=True)  # unity gain at DC for every phase
+        return w.astype(np.float32)
+
+    def reset(self) -> None:
+        # Start D = delay_samples outputs early, at negative times where the input is silence: the
+        # output is then a plain causal filter's, D samples late, and every chunk of k inputs yields
+        # k * to / from outputs from the first chunk on (no start-up shortfall for the rings).
+        self._n_out = -self.delay_samples
+        first = (self._n_out * self.down) // self.up - (HALF_TAPS - 1)
+        self._hist = np.zeros(-first, dtype=np.float32)
+        self._hist_start = first  # absolute input index of _hist[0]
 
     def process(self, x: np.ndarray) -> np.ndarray:
         if self.identity:
             return x
-        return self._stream.resample_chunk(np.asarray(x, dtype=np.float32))
-
-    def reset(self) -> None:
-        if not self.identity:
-            self._stream = self._new()
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        hist = np.concatenate([self._hist, x])
+        n_in = self._hist_start + hist.shape[0]  # input samples received so far (absolute)
+        # Output n needs input up to floor(n * down / up) + HALF_TAPS, i.e. below n_in.
+        last = ((n_in - HALF_TAPS) * self.up - 1) // self.down if n_in >= HALF_TAPS else -1
+        n = np.arange(self._n_out, last + 1, dtype=np.int64)
+        if n.size:
+            pos = n * self.down
+            base = pos // self.up
+            phase = pos - base * self.up
+            rows = self._table[phase] if self._table is not None else self._weights(phase / self.up)
+            idx = (base - (HALF_TAPS - 1) - self._hist_start)[:, None] + self._offsets[None, :]
+            y = np.einsum("ij,ij->i", hist[idx], rows).astype(np.float32)
+            self._n_out = int(n[-1]) + 1
+        else:
+            y = np.zeros(0, dtype=np.float32)
+        # Keep what the next output's window can still reach.
+        first_needed = (self._n_out * self.down) // self.up - (HALF_TAPS - 1)
+        drop = max(0, first_needed - self._hist_start)
+        self._hist = hist[drop:]
+        self._hist_start += drop
+        return y

@@ -36,14 +36,18 @@ class StreamingStft:
         self.n_fft = n_fft
         self.hop = hop
         self.frame_fn = frame_fn
-        # sqrt-Hann analysis and synthesis, normalised so overlap-added windows sum to one.
+        # sqrt-Hann analysis and synthesis. Output sample j of each emitted hop is the sum of the
+        # frames that overlap it, weighted by win^2 at j, j + hop, j + 2 hop...; dividing by that
+        # sum per sample makes the overlap-add exact for any hop, not only divisors of n_fft
+        # (the robot voice's hop is 436 of 2048).
         win = np.sqrt(np.hanning(n_fft + 1)[:-1]).astype(np.float64)
-        wsum = np.zeros(n_fft + hop * (n_fft // hop + 1))
-        for start in range(0, len(wsum) - n_fft + 1, hop):
-            wsum[start : start + n_fft] += win * win
-        norm = wsum[n_fft : n_fft + hop].mean()
+        cover = np.zeros(hop)
+        for k in range(0, n_fft, hop):
+            seg = win[k : k + hop] ** 2
+            cover[: len(seg)] += seg
         self.window = win
-        self.synth_window = win / norm
+        self.synth_window = win
+        self._inv_cover = 1.0 / cover
         self.latency_samples = n_fft - 1
 
     def init_state(self) -> StftState:
@@ -63,7 +67,7 @@ class StreamingStft:
             frame = buf[pos : pos + n] * self.window
             spec = self.frame_fn(np.fft.rfft(frame), state)
             state.ola += np.fft.irfft(spec, n) * self.synth_window
-            emitted.append(state.ola[:h].copy())
+            emitted.append(state.ola[:h] * self._inv_cover)
             state.ola = np.concatenate([state.ola[h:], np.zeros(h)])
             state.frame_index += 1
             pos += h

@@ -111,6 +111,12 @@ def output_format(path: Path) -> tuple[str, str]:
     return fmt
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int) -> None:
     """Write ``data`` ((n,) or (n, ch)) atomically; the format follows the extension."""
     p = Path(path)
@@ -122,6 +128,7 @@ def write_audio(path: str | os.PathLike, data: np.ndarray, sample_rate: int) -> 
     os.close(fd)
     try:
         sf.write(tmp, np.clip(data, -1.0, 1.0), int(sample_rate), format=fmt, subtype=subtype)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a normal file follows the umask
         os.replace(tmp, p)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioFileError(f"Could not write '{p}' ({exc}); check the folder's permissions and free space.") from None

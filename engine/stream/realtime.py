@@ -49,21 +49,27 @@ class RealtimeStream:
         monitor_device: DeviceInfo | None = None,
         burst_ms: float | None = None,
         margin_ms: float | None = None,
+        jitter_ms: float = 0.0,
     ):
         """``burst_ms``: how much audio the voice delivers at once (its fixed hop; default the block).
-        ``margin_ms``: pre-fill beyond one burst, covering compute time (default ``prefill_ms``)."""
+        ``margin_ms``: pre-fill beyond one burst, covering compute time (default ``prefill_ms``).
+        ``jitter_ms``: how much earlier or later than average a burst may be written (when the
+        voice's hop is not a whole number of read hops); the worker's latency guard allows it."""
         self.config = config
         self.input_device = input_device
         self.output_device = output_device
         self.monitor_device = monitor_device
-        self.sample_rate = int(config.sample_rate or output_device.default_samplerate)
+        self.sample_rate = self.rate_for(config, output_device)
         # The worker reads the input in hops of block_ms; the output ring must cover one voice burst
         # (a neural voice returns a whole 250 ms block at once) plus the margin.
         self.hop_frames = max(1, int(round(config.block_ms * self.sample_rate / 1000.0)))
         self.burst_frames = max(self.hop_frames, int(round((burst_ms or 0.0) * self.sample_rate / 1000.0)))
         margin = config.prefill_ms if margin_ms is None else max(config.prefill_ms, margin_ms)
+        # A burst written one read late must still find audio in the ring: the jitter comes on top.
+        margin += max(0.0, jitter_ms)
         self.margin_frames = int(round(margin * self.sample_rate / 1000.0))
         self.prefill_frames = self.burst_frames + self.margin_frames
+        self.jitter_frames = int(round(max(0.0, jitter_ms) * self.sample_rate / 1000.0))
         self.in_channels = max(1, min(2, input_device.max_input_channels))
         self.out_channels = max(1, min(2, output_device.max_output_channels))
         cap = int(RING_SECONDS * self.sample_rate)
@@ -77,6 +83,11 @@ class RealtimeStream:
         self.finished_unexpectedly = False
         self.started_at = 0.0
         self.device_latency_ms = 0.0
+
+    @staticmethod
+    def rate_for(config: AudioConfig, output_device: DeviceInfo) -> int:
+        """The device rate a stream with this config runs at: the asked one, else the output's default."""
+        return int(config.sample_rate or output_device.default_samplerate)
 
     # ------------------------------------------------------------------ open / close
     def _check(self, sd) -> None:

@@ -10,7 +10,8 @@ Per hop, at the device rate ``sr_dev`` and the voice rate ``sr_v``::
 
 Late blocks: if a hop takes longer than its duration, the output callback plays silence for what is
 missing (counted as underflow, never blocking), the out ring then holds more than its pre-fill, and
-the worker trims the excess with a short fade so latency returns to its budget instead of drifting.
+the worker trims the excess with a short crossfade so latency returns to its budget instead of
+drifting.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from engine.stream.realtime import RealtimeStream
 log = logging.getLogger(__name__)
 
 STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device went away
+GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see _write_with_guard)
+GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
 HISTORY_SECONDS = 4.0
 
 
@@ -75,14 +78,21 @@ class LiveChain:
         self.to_voice = StreamResampler(stream.sample_rate, pipeline.sample_rate)
         self.from_voice = StreamResampler(pipeline.sample_rate, stream.sample_rate)
         self.fifo = np.zeros(0, dtype=np.float32)
-        self.fade_from: tuple[Pipeline, PipelineState] | None = None  # old voice, crossfaded out
+        # Old voice after a swap: [pipeline, state, samples processed since the swap]; it keeps
+        # playing until the new voice's look-ahead has passed, then crossfades out (see _process).
+        self.fade_from: list | None = None
         self.in_history = History(pipeline.sample_rate)
         self.out_history = History(pipeline.sample_rate)
+        # Per output ring (main, monitor): see Worker._write_with_guard.
+        mon_uf = stream.mon_ring.underflow_frames if stream.mon_ring else 0
+        self.guards = [[float("inf"), 0, stream.out_ring.underflow_frames, stream.in_ring.dropped_frames, 0],
+                       [float("inf"), 0, mon_uf, stream.in_ring.dropped_frames, 0]]
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
         if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
-            self.fade_from = (self.pipeline, self.state)
+            self.fade_from = [self.pipeline, self.state, 0]
         else:
+            self.fade_from = None
             self.to_voice = StreamResampler(self.stream.sample_rate, pipeline.sample_rate)
             self.from_voice = StreamResampler(pipeline.sample_rate, self.stream.sample_rate)
             self.fifo = np.zeros(0, dtype=np.float32)
@@ -113,7 +123,7 @@ class Worker:
         self.compute_ms: collections.deque = collections.deque(maxlen=1000)
         self.reset_counters()
         self.failure: str | None = None  # set when a device vanished; read by the engine
-        self.on_failure: Callable[[str], None] | None = None
+        self.on_failure: Callable[[str, RealtimeStream | None], None] | None = None
         self._thread = threading.Thread(target=self._run, name="autovoice-worker", daemon=True)
         self._thread.start()
 
@@ -206,7 +216,7 @@ class Worker:
         self.failure = message
         if self.on_failure:
             try:
-                self.on_failure(message)
+                self.on_failure(message, chain.stream if chain is not None else None)
             except Exception:  # noqa: BLE001
                 log.exception("failure handler")
         self.chain = None  # NB: after the message is recorded, so whoever sees "not running" sees why
@@ -229,38 +239,67 @@ class Worker:
         x = fifo[:n_whole]
         y, chain.state = chain.pipeline.process(x, chain.state)
         if chain.fade_from is not None:
-            old_pipe, old_state = chain.fade_from
-            y_old, _ = old_pipe.process(x, old_state)
-            n = len(y)
-            ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
+            # The new voice starts with its look-ahead of silence: keep the old one audible until
+            # that has passed, then crossfade over one hop, so a swap never leaves a gap.
+            old_pipe, old_state, done = chain.fade_from
+            y_old, old_state = old_pipe.process(x, old_state)
+            hold = chain.pipeline.latency_samples
+            pos = done + np.arange(len(y), dtype=np.float32)
+            ramp = np.clip((pos - hold) / float(hop_v), 0.0, 1.0).astype(np.float32)
             y = y * ramp + y_old * (1.0 - ramp)
-            chain.fade_from = None
+            done += len(y)
+            chain.fade_from = None if done >= hold + hop_v else [old_pipe, old_state, done]
         chain.in_history.push(x)
         chain.out_history.push(y)
         out = chain.from_voice.process(y)
         self.output_level_db = peak_db(out)
-        slack = s.hop_frames + s.counters.max_frames
-        self._write_with_guard(s.out_ring, out, s.prefill_frames, slack)
-        if s.mon_ring is not None:
-            self._write_with_guard(s.mon_ring, out, s.prefill_frames, s.hop_frames + s.mon_counters.max_frames)
+        dropped = s.in_ring.dropped_frames
+        if write_with_guard(chain.guards[0], s.out_ring, out, s.margin_frames, dropped):
+            self.latency_corrections += 1
+        if s.mon_ring is not None and write_with_guard(chain.guards[1], s.mon_ring, out, s.margin_frames, dropped):
+            self.latency_corrections += 1
         dt_ms = 1000.0 * (time.perf_counter() - t0)
         self.compute_ms.append(dt_ms)
         self.blocks_processed += 1
         if dt_ms > 1000.0 * len(x) / chain.pipeline.sample_rate:
             self.late_blocks += 1
 
-    def _write_with_guard(self, ring, out: np.ndarray, prefill: int, slack: int) -> None:
-        # After a write the ring should hold about `prefill` frames (one hop being played plus the
-        # margin), give or take one device callback. More than `slack` (a hop plus the largest
-        # callback) above that means a late block left a gap that was played as silence and
-        # everything after it is now later: drop the excess, fading in what remains.
-        excess = ring.available() + len(out) - (prefill + slack)
-        if excess > 0 and excess < len(out):
-            out = out[excess:].copy()
-            fade = min(len(out), 64)
-            out[:fade] *= np.linspace(0.0, 1.0, fade, dtype=np.float32)
-            self.latency_corrections += 1
-        elif excess >= len(out):
-            self.latency_corrections += 1
-            return
+
+def write_with_guard(guard: list, ring, out: np.ndarray, margin: int, dropped_in: int = 0) -> bool:
+    """Write ``out`` to an output ring, first skipping latency that underflows added; True if it did.
+
+    Every frame the output callback had to play as silence (an underflow: a late block, a stalled
+    device) delays everything after it by one frame, for good, unless the input lost as many
+    (``dropped_in``: frames the input ring overwrote, which were never converted). So once the late
+    audio has arrived, skip the frames owed, but never more than the lowest level the ring held
+    over the last few writes, so the skip itself cannot run the ring dry. Independently, a ring
+    whose lowest level sits above the margin holds latency nobody asked for (e.g. the input
+    started before the output): skip that too. A skip is a crossfade from the samples that would
+    have followed the ring's content into those after the skipped stretch: no click.
+
+    ``guard`` = [lowest level in window, writes in window, frames made up, input drops seen,
+    frames skipped in all].
+    """
+    level = ring.available()
+    guard[0] = min(guard[0], level)
+    guard[1] += 1
+    if guard[1] < GUARD_WINDOW_WRITES:
         ring.write(out)
+        return False
+    lowest = int(guard[0])
+    guard[0], guard[1] = float("inf"), 0
+    owed = (ring.underflow_frames - guard[2]) - (dropped_in - guard[3])
+    excess = max(min(owed, lowest - GUARD_TOLERANCE_FRAMES), lowest - margin - GUARD_TOLERANCE_FRAMES)
+    fade = min(128, max(excess, 0), len(out) // 2)
+    skip = min(excess, len(out) - fade)
+    if excess <= GUARD_TOLERANCE_FRAMES or skip <= 0 or fade <= 0:
+        ring.write(out)
+        return False
+    kept = out[skip:].copy()
+    ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+    kept[:fade] = out[:fade] * (1.0 - ramp) + kept[:fade] * ramp
+    guard[2] += max(0, min(owed, skip))
+    guard[3] = dropped_in
+    guard[4] += skip
+    ring.write(kept)
+    return True
