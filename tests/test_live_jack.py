@@ -154,7 +154,7 @@ def test_device_vanishing_mid_stream_stops_cleanly_and_the_process_lives_on(tmp_
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["running_before"] is True and r["running_after"] is False
-    assert "audio device stopped" in r["last_error"] and "start again" in r["last_error"]
+    assert "An audio device stopped" in r["last_error"] and "start again" in r["last_error"]
     assert r["worker_alive"] and r["heartbeat_age_s"] < 1.0
     assert r["convert_ok"] and (tmp_path / "after.wav").exists()
 

@@ -206,9 +206,12 @@ class Worker:
     @staticmethod
     def _device_message(chain: LiveChain) -> str:
         s = chain.stream
+        devices = f"'{s.input_device.label}' -> '{s.output_device.label}'"
+        if s.monitor_device is not None:
+            devices += f", monitor '{s.monitor_device.label}'"
         return (
-            f"The audio device stopped ('{s.input_device.label}' -> '{s.output_device.label}'): it was probably "
-            "unplugged or taken by another program; the stream was stopped, pick a device and start again."
+            f"An audio device stopped ({devices}): it was probably unplugged or taken by another program; "
+            "the stream was stopped, pick the devices and start again."
         )
 
     def _fail(self, message: str) -> None:
