@@ -119,7 +119,9 @@ class Engine:
                     pass  # a stale saved value falls back to the default
         return params
 
-    def _validate_params(self, info: VoiceInfo, params: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def validate_params(info: VoiceInfo, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` checked against the voice's settings (ConfigError in one sentence)."""
         specs = {s.name: s for s in info.params}
         out = {}
         for key, value in params.items():
@@ -132,7 +134,7 @@ class Engine:
     def load_voice(self, name: str, params: dict[str, Any] | None = None) -> Future:
         """Load (and warm up) a voice off the caller's thread; it replaces the current one at a hop boundary."""
         info = get_info(name, self.data_dir)  # unknown names fail here, synchronously, in one sentence
-        extra = self._validate_params(info, params or {})
+        extra = self.validate_params(info, params or {})
 
         def job() -> VoiceInfo:
             saved = {**self.settings.voice_params.get(name, {}), **extra}
@@ -181,7 +183,7 @@ class Engine:
         with self._lock:
             if self.voice_info is None:
                 raise VoiceError("No voice is loaded yet; pick a voice first.")
-            clean = self._validate_params(self.voice_info, params)
+            clean = self.validate_params(self.voice_info, params)
             before = self.voice_params()
             self.settings.voice_params.setdefault(self.voice_info.name, {}).update(clean)
             merged = self.voice_params()
@@ -519,7 +521,7 @@ class Engine:
         name = voice or self.voice_name
         info = get_info(name, self.data_dir)
         saved = self.voice_params(name)
-        merged = {**saved, **self._validate_params(info, params or {})}
+        merged = {**saved, **self.validate_params(info, params or {})}
         # The loaded voice can be reused unless a setting it was built with differs.
         reuse = all(merged.get(k) == saved.get(k) for k in RELOAD_PARAMS)
         many = len(inputs) > 1

@@ -78,14 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_voice_options(p)
 
     p = sub.add_parser("serve", help="headless mode: HTTP API, probes and metrics")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--token", default=None, help="API bearer token (or AUTOVOICE_TOKEN)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; any other needs a token)")
+    p.add_argument("--port", type=int, default=5000, help="TCP port (default 5000; 0 picks a free one)")
+    p.add_argument("--token", default=None,
+                   help="API bearer token, at least 16 characters (default: $AUTOVOICE_TOKEN)")
+    p.add_argument("--voice", help="voice for conversions and --live (default: the last one used)")
     p.add_argument("--live", action="store_true", help="also run the real-time stream on this machine's devices")
-    p.add_argument("--input", type=_device_arg, metavar="DEV")
-    p.add_argument("--output", type=_device_arg, metavar="DEV")
-    p.add_argument("--monitor", type=_device_arg, metavar="DEV")
-    p.add_argument("--voice")
+    p.add_argument("--input", type=_device_arg, metavar="DEV", help="with --live: input device")
+    p.add_argument("--output", type=_device_arg, metavar="DEV", help="with --live: output device")
+    p.add_argument("--monitor", type=_device_arg, metavar="DEV", help="with --live: optional second output")
+    p.add_argument("--samplerate", type=int, metavar="HZ", help="with --live: device sample rate")
+    p.add_argument("--block-ms", type=float, metavar="MS", help="with --live: processing block")
+    p.add_argument("--prefill-ms", type=float, metavar="MS", help="with --live: output safety margin")
+    p.add_argument("--max-upload-mb", type=float, metavar="MB", help="largest upload accepted (default 50)")
+    p.add_argument("--max-audio-s", type=float, metavar="S", help="longest audio converted (default 600)")
+    p.add_argument("--max-conversions", type=int, metavar="N",
+                   help="file conversions at once; more get 429 (default 2)")
+    p.add_argument("--convert-timeout-s", type=float, metavar="S", help="time limit per conversion; then 503 (default 120)")
+    p.add_argument("--upload-timeout-s", type=float, metavar="S", help="time limit for an upload; then 408 (default 60)")
+    p.add_argument("--max-streams", type=int, metavar="N", help="WebSocket stream sessions at once (default 4)")
+    p.add_argument("--stream-idle-timeout-s", type=float, metavar="S",
+                   help="close a stream session idle this long (default 60)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
+                   help="server log level; 'info' also logs every request (default warning)")
 
     p = sub.add_parser("export-onnx", help="export an RVC .pth model to ONNX")
     p.add_argument("model")
@@ -213,7 +229,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
             b.update(int(frac * 100) - b.n)
 
         get_info(engine.voice_name)
-        results = engine.convert_files(inputs, out, progress=progress).result()
+        cancel = threading.Event()
+        fut = engine.convert_files(inputs, out, progress=progress, cancel=cancel)
+        try:
+            results = fut.result()
+        except KeyboardInterrupt:
+            # Ctrl-C: stop at the next chunk; the file being written is discarded, finished ones stay.
+            cancel.set()
+            results = fut.result()
+            for b in bars.values():
+                b.close()
+            done = [r for r in results if not isinstance(r, AutoVoiceError)]
+            print(f"autovoice: cancelled; {len(done)} finished file(s) kept, nothing partial written.", file=sys.stderr)
+            return 130
         for b in bars.values():
             b.close()
         failed = 0

@@ -187,3 +187,32 @@ def test_convert_transposes_a_tone_of_known_pitch(tmp_path, transpose):
     f_peak = freqs[band][np.argmax(spec[band])]
     cents = 1200 * np.log2(f_peak / f_expected)
     assert abs(cents) < 10, (f_peak, f_expected)
+
+
+def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path):
+    import signal
+
+    src = tmp_path / "long.wav"
+    t = np.arange(16000 * 300) / 16000
+    sf.write(src, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000, subtype="PCM_16")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "convert", str(src), "-o", str(out / "long.wav"),
+                             "--voice", "deeper"], stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while "1%" not in seen and proc.poll() is None:  # wait until the conversion itself is running
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-400:]
+    assert "cancelled" in err and "nothing partial" in err
+    assert list(out.iterdir()) == []  # no output and no temporary file left behind
+
+
+def test_output_files_follow_the_umask(tmp_path):
+    src = DATA / "cmuarctic_slt_F_arctic_a0009.wav"
+    proc = autovoice("convert", src, "-o", tmp_path / "o.wav", "--voice", "natural", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "o.wav").stat().st_mode & 0o777 == 0o666 & ~mask

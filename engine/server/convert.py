@@ -1,0 +1,121 @@
+"""POST /api/v1/convert, after the guard has admitted it: upload -> temp file -> offline conversion -> WAV.
+
+    multipart 'file' (spooled by the form parser, at most max_upload_bytes: see guard.py)
+      -> private temp folder / upload<ext>      (the client's file name is never used as a path)
+      -> sf.info: not audio? 415;  longer than max_audio_s? 413
+      -> engine.offline read_audio (truncated, NaN, odd rate: 422) -> convert_signal (cancellable)
+      -> WAV in memory, the input's rate, length and channel count
+
+The conversion runs on a small executor of its own (``max_conversions`` threads): a request that
+times out sets the cancel event, which ``convert_signal`` checks every second of audio, so a
+stuck request frees its thread instead of piling up.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path, PureWindowsPath
+from typing import Any, BinaryIO
+
+import numpy as np
+import soundfile as sf
+
+from engine.config import ChainConfig
+from engine.errors import AudioFileError
+from engine.offline.convert import convert_signal
+from engine.offline.files import READ_EXTENSIONS, read_audio
+from engine.voices.base import Voice
+
+MAX_CHANNELS = 8
+ACCEPTED_PART_TYPES = ("application/octet-stream", "application/ogg")
+
+
+class RequestFailed(Exception):
+    """An HTTP error with its status and one sentence (rendered as {"error": ...})."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, outcome: str = "bad_request"):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.outcome = outcome
+
+
+def part_type_ok(content_type: str | None) -> bool:
+    ct = (content_type or "").split(";")[0].strip().lower()
+    return ct == "" or ct.startswith("audio/") or ct in ACCEPTED_PART_TYPES
+
+
+def display_name(filename: str | None) -> str:
+    """The client's file name reduced to a harmless base name (for messages and the download name)."""
+    base = PureWindowsPath(filename or "").name  # strips both / and \ folders
+    base = re.sub(r"[^A-Za-z0-9._ -]+", "_", base).strip(" .")[:80]
+    return base or "upload"
+
+
+def download_name(filename: str | None, voice: str) -> str:
+    stem = Path(display_name(filename)).stem or "audio"
+    safe_voice = re.sub(r"[^A-Za-z0-9._-]+", "_", voice)
+    return f"{stem}_{safe_voice}.wav".replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class Converted:
+    wav: bytes
+    sample_rate: int
+    channels: int
+    frames: int
+    elapsed_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def convert_upload(
+    upload: BinaryIO,
+    filename: str | None,
+    voice: Voice,
+    params: dict[str, Any],
+    chain: ChainConfig,
+    max_audio_s: float,
+    cancel: threading.Event,
+) -> Converted:
+    t0 = time.perf_counter()
+    shown = display_name(filename)
+    suffix = Path(shown).suffix.lower()
+    ext = suffix if suffix in READ_EXTENSIONS else ""
+    with tempfile.TemporaryDirectory(prefix="autovoice-upload-") as folder:
+        path = Path(folder) / f"upload{ext}"
+        with open(path, "wb") as fh:
+            upload.seek(0)
+            shutil.copyfileobj(upload, fh, 1 << 20)
+        if path.stat().st_size == 0:
+            raise RequestFailed(422, "The uploaded file is empty (0 bytes); send the audio in the 'file' field.")
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+            raise RequestFailed(
+                415, f"'{shown}' is not audio AutoVoice can decode; send WAV, FLAC, OGG or MP3.",
+                outcome="unsupported_media_type") from None
+        if info.samplerate > 0 and info.frames / info.samplerate > max_audio_s:
+            raise RequestFailed(
+                413, f"'{shown}' lasts {info.frames / info.samplerate:.0f} s, longer than this server's limit of "
+                f"{max_audio_s:g} s; split it into shorter files.", outcome="too_large")
+        if info.channels > MAX_CHANNELS:
+            raise RequestFailed(422, f"'{shown}' has {info.channels} channels; AutoVoice converts up to {MAX_CHANNELS}.")
+        try:
+            data, sr = read_audio(path)
+        except AudioFileError as exc:
+            raise RequestFailed(422, str(exc).replace(path.name, shown).replace(str(path), shown)) from None
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    y = convert_signal(mono, sr, voice, params=params, chain=chain, cancel=cancel)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.repeat(y[:, None], data.shape[1], axis=1), -1.0, 1.0), sr, format="WAV", subtype="PCM_24")
+    return Converted(buf.getvalue(), sr, data.shape[1], len(y), time.perf_counter() - t0)

@@ -1,0 +1,188 @@
+"""The ASGI layer in front of every route: token, request metrics, and admission for conversions.
+
+For POST /api/v1/convert, in this order and before a byte of the body is read:
+
+    not multipart/form-data -> 415     Content-Length over the limit -> 413
+    every conversion slot taken -> 429 with Retry-After (never a queue that grows)
+
+then the body is counted as it arrives: past the limit -> 413 (a chunked upload without
+Content-Length cannot slip through), not complete within upload_timeout_s -> 408, so a slow
+uploader cannot hold a slot forever. Probes, /metrics and the OpenAPI document stay open when a
+token is set (orchestrators and scrapers carry no token); everything under /api/ needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+CONVERT_PATH = "/api/v1/convert"
+PROTECTED_PREFIX = "/api/"
+
+
+class Slots:
+    """A non-blocking counting semaphore (asyncio.Semaphore would make callers wait; we answer 429)."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._free = n
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        with self._lock:
+            if self._free <= 0:
+                return False
+            self._free -= 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._free = min(self.n, self._free + 1)
+
+    @property
+    def in_use(self) -> int:
+        return self.n - self._free
+
+
+def _header(scope: dict, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Any, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    def __init__(self, app: Any, ctx: Any):
+        self.app = app
+        self.ctx = ctx
+        self._token = ctx.config.token.encode() if ctx.config.token else None
+
+    def _authorized(self, scope: dict) -> bool:
+        if self._token is None or not scope["path"].startswith(PROTECTED_PREFIX):
+            return True
+        scheme, _, credentials = (_header(scope, b"authorization") or "").strip().partition(" ")
+        # NB: compare_digest takes as long for a wrong token as for a right one of the same length.
+        ok = hmac.compare_digest(credentials.strip().encode("latin-1"), self._token)
+        return ok and scheme.lower() == "bearer"
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            if not self._authorized(scope):
+                self.ctx.metrics.rejected.labels("unauthorized").inc()
+                await self._deny_websocket(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        m = self.ctx.metrics
+        method, path = scope["method"], scope["path"]
+        route = path if path in self.ctx.route_paths else "other"  # bounded label values
+        status = {"code": 500}
+        t0 = time.perf_counter()
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            if not self._authorized(scope):
+                m.rejected.labels("unauthorized").inc()
+                await _send_json(send_wrapper, 401, "This API needs the header 'Authorization: Bearer <token>' "
+                                                    "with the server's token.", {"WWW-Authenticate": "Bearer"})
+                return
+            if path == CONVERT_PATH and method == "POST":
+                await self._convert(scope, receive, send_wrapper)
+                return
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            m.requests.labels(method, route, str(status["code"])).inc()
+            m.request_seconds.labels(method, route).observe(time.perf_counter() - t0)
+
+    async def _deny_websocket(self, scope: dict, receive: Any, send: Any) -> None:
+        # A close before accept makes the server refuse the handshake with 403. (The ASGI
+        # "websocket.http.response" extension could send a 401 with a JSON body, but uvicorn's
+        # default WebSocket protocol logs a spurious error for every such refusal.)
+        await receive()  # websocket.connect
+        await send({"type": "websocket.close", "code": 1008})
+
+    async def _convert(self, scope: dict, receive: Any, send: Any) -> None:
+        cfg, m = self.ctx.config, self.ctx.metrics
+        ctype = (_header(scope, b"content-type") or "").lower()
+        if not ctype.startswith("multipart/form-data"):
+            m.rejected.labels("unsupported_media_type").inc()
+            m.conversions.labels("unsupported_media_type").inc()
+            shown = ctype.split(";")[0] or "no Content-Type"
+            await _send_json(send, 415, f"POST {CONVERT_PATH} takes multipart/form-data with the audio in a 'file' "
+                                        f"field, not {shown}.")
+            return
+        limit = cfg.max_upload_bytes
+        too_large = (f"The upload is larger than this server's limit of {limit / 2**20:g} MB; "
+                     "send a shorter or compressed file (FLAC, OGG, MP3).")
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                await _send_json(send, 400, "The Content-Length header is not a number.")
+                return
+            if int(length) > limit:
+                m.rejected.labels("too_large").inc()
+                m.conversions.labels("too_large").inc()
+                await _send_json(send, 413, too_large)
+                return
+        slots = self.ctx.slots
+        if not slots.try_acquire():
+            m.rejected.labels("busy").inc()
+            m.conversions.labels("busy").inc()
+            await _send_json(send, 429, f"The server is already converting {slots.n} file(s), its limit; "
+                                        "retry in a moment.", {"Retry-After": "1"})
+            return
+        try:
+            await self.app(scope, self._counted(receive, limit, too_large), send)
+        finally:
+            slots.release()
+
+    def _counted(self, receive: Any, limit: int, too_large: str) -> Any:
+        cfg, m = self.ctx.config, self.ctx.metrics
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cfg.upload_timeout_s
+        state = {"bytes": 0, "done": False}
+
+        async def counted_receive() -> dict:
+            if state["done"]:
+                return await receive()  # after the body: e.g. waiting for a disconnect
+            try:
+                message = await asyncio.wait_for(receive(), max(0.001, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                m.rejected.labels("upload_timeout").inc()
+                m.conversions.labels("upload_timeout").inc()
+                # NB: raised inside the form parser; FastAPI passes HTTPException through to our handler.
+                raise HTTPException(408, f"The upload did not complete within {cfg.upload_timeout_s:g} s; "
+                                         "check the connection and send it again.") from None
+            if message["type"] == "http.request":
+                state["bytes"] += len(message.get("body", b""))
+                if state["bytes"] > limit:
+                    m.rejected.labels("too_large").inc()
+                    m.conversions.labels("too_large").inc()
+                    raise HTTPException(413, too_large)
+                if not message.get("more_body", False):
+                    state["done"] = True
+            return message
+
+        return counted_receive
