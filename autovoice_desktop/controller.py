@@ -7,6 +7,9 @@ Threads and who touches what::
                \--- commands -----------> self._jobs (one background thread, in order):
                                            start/stop/switch devices, set_params/set_chain (coalesced),
                                            device listing, voice listing
+               \--- voice files --------> self._files (a second background thread, in order):
+                                           import_voice() (verifies and copies a model: seconds),
+                                           remove_voice(); kept off _jobs so slider changes still apply
     engine executor: load_voice() / convert_files() Futures --done callback--> signal --> GUI thread
 
 The audio thread never pushes anything: everything here is pulled on a timer. Results of background
@@ -33,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from engine.errors import AutoVoiceError
+from engine.errors import AutoVoiceError, VoiceError
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +136,9 @@ class EngineController(QObject):
     voiceLoading = Signal(str)
     voiceLoaded = Signal(object)  # VoiceInfo
     voiceFailed = Signal(str, str)  # name, message
+    voiceImported = Signal(object)  # VoiceInfo of the newly installed voice (after voicesUpdated)
+    voiceImportFailed = Signal(str)  # the engine's sentence; nothing was installed
+    voiceRemoved = Signal(str)  # name (after voicesUpdated)
     paramsApplied = Signal(dict)
     chainChanged = Signal(object)  # ChainConfig
     audioChanged = Signal(object)  # AudioConfig (after a start, a device switch or an advanced change)
@@ -155,6 +161,7 @@ class EngineController(QObject):
             engine = Engine(load_default_voice=False)
         self.engine = engine
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autovoice-gui-jobs")
+        self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autovoice-gui-files")
         self._busy = 0
         self._closed = False
         self._running = False
@@ -204,8 +211,9 @@ class EngineController(QObject):
         return self._busy > 0
 
     def _submit(self, what: str, fn: Callable[[], Any], on_ok: Callable[[Any], None] | None = None,
-                on_error: Callable[[BaseException], None] | None = None) -> Future | None:
-        """Run ``fn`` on the job thread; ``on_ok``/``on_error`` then run on the GUI thread."""
+                on_error: Callable[[BaseException], None] | None = None,
+                executor: ThreadPoolExecutor | None = None) -> Future | None:
+        """Run ``fn`` on the job thread (or ``executor``); ``on_ok``/``on_error`` then run on the GUI thread."""
         if self._closed:
             return None
         self._set_busy(+1, what)
@@ -235,7 +243,7 @@ class EngineController(QObject):
             self._on_gui(ok)
             return result
 
-        return self._jobs.submit(job)
+        return (executor or self._jobs).submit(job)
 
     # ------------------------------------------------------------------ devices
     def refresh_devices(self, rescan: bool = False) -> None:
@@ -342,6 +350,81 @@ class EngineController(QObject):
             if name != DEFAULT_VOICE:
                 self.load_voice(DEFAULT_VOICE, fallback=False)
 
+    def import_voice(self, model: Path | str, index: Path | str | None = None,
+                     name: str | None = None) -> Future | None:
+        """Verify and install a model as a voice, off the GUI thread (``autovoice voices import``).
+
+        Success: voicesUpdated, then voiceImported(info); the window decides whether to load it.
+        Refusal (a training checkpoint, a pickle that would run code, a taken name...): the engine's
+        sentence through voiceImportFailed and errorOccurred; the engine installs nothing then.
+        """
+        model = Path(model)
+        index = Path(index) if index else None
+        name = (name or "").strip() or None
+        what = f"Importing voice '{name or model.stem}'"
+
+        def job():
+            from engine.voices.install import import_voice
+
+            info = import_voice(model, index=index, name=name, base=self.engine.data_dir)
+            return info, self.engine.list_voices()
+
+        def ok(result):
+            info, voices = result
+            self.voices = list(voices)
+            self.voicesUpdated.emit(self.voices)
+            self.voiceImported.emit(info)
+
+        def fail(exc):
+            message = user_message(exc)
+            self.voiceImportFailed.emit(message)
+            self.errorOccurred.emit(message)
+
+        return self._submit(what, job, ok, fail, executor=self._files)
+
+    def remove_voice(self, name: str) -> Future | None:
+        """Uninstall an installed voice, off the GUI thread. If it is the current voice, the engine first
+        switches to the default voice (so nothing still uses the files), then the folder is deleted."""
+        from engine.config import DEFAULT_VOICE
+
+        was_current = self.engine.voice_name == name
+        if was_current:
+            with self._pending_lock:
+                self._pending_params.clear()  # values meant for the voice that goes away
+            self.voiceLoading.emit(DEFAULT_VOICE)
+
+        def job():
+            from engine.voices.install import remove_voice
+
+            switched = self.engine.voice_name == name
+            if switched:
+                self.engine.load_voice(DEFAULT_VOICE).result()
+            try:
+                remove_voice(name, base=self.engine.data_dir)
+            except OSError as exc:  # the engine does not word this one (e.g. a file still open elsewhere)
+                raise VoiceError(f"Could not remove voice '{name}' ({exc.strerror}); close programs that use "
+                                 "its files and try again.") from None
+            # Its saved settings must not apply to a different model imported later under the same name.
+            if self.engine.settings.voice_params.pop(name, None) is not None:
+                self.engine.save_settings()
+            return switched, self.engine.list_voices()
+
+        def ok(result):
+            switched, voices = result
+            self.voices = list(voices)
+            if switched or was_current:
+                self.voiceLoaded.emit(self.engine.voice_info)
+            self.voicesUpdated.emit(self.voices)
+            self.voiceRemoved.emit(name)
+
+        def fail(exc):
+            if was_current:  # re-sync the voice panel to whatever the engine has now
+                self.voiceLoaded.emit(self.engine.voice_info)
+            self.errorOccurred.emit(user_message(exc))
+            self.refresh_voices()
+
+        return self._submit(f"Removing voice '{name}'", job, ok, fail, executor=self._files)
+
     def voice_params(self) -> dict[str, Any]:
         if self.engine.voice_info is None:
             return {}
@@ -405,7 +488,9 @@ class EngineController(QObject):
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
         """Block until queued jobs ran (tests, shutdown). Results still arrive through the event loop."""
         try:
-            self._jobs.submit(lambda: None).result(timeout=timeout_s)
+            deadline = time.monotonic() + timeout_s
+            self._files.submit(lambda: None).result(timeout=timeout_s)
+            self._jobs.submit(lambda: None).result(timeout=max(0.0, deadline - time.monotonic()))
             return True
         except Exception:  # noqa: BLE001
             return False
@@ -514,6 +599,7 @@ class EngineController(QObject):
         self.wait_idle(timeout_s=15.0)
         self._closed = True
         self._jobs.shutdown(wait=True)
+        self._files.shutdown(wait=True)
         try:
             if self.engine.running:
                 self.engine.stop()

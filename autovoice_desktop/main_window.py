@@ -13,12 +13,13 @@ from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-    QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSplitter,
+    QListWidget, QListWidgetItem, QMainWindow, QMenu, QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSplitter,
     QToolButton, QVBoxLayout, QWidget,
 )
 
 from autovoice_desktop.controller import EngineController
 from autovoice_desktop.convert_dialog import ConvertDialog
+from autovoice_desktop.import_dialog import ImportVoiceDialog, pick_model
 from autovoice_desktop.widgets.live_view import LiveView
 from autovoice_desktop.widgets.panels import PerformancePanel, StatusPanel
 from autovoice_desktop.widgets.param_control import NumberControl, make_control, make_label
@@ -26,6 +27,7 @@ from engine.errors import DeviceError
 from engine.voices.base import ParamSpec
 
 DEFAULT_SPEC = "default"  # the engine resolves "default" to the system default device
+KIND_ROLE = Qt.UserRole + 1  # a voice item's kind ("builtin", "rvc", ...) beside its name in Qt.UserRole
 NO_MONITOR_SPEC = ""  # and "" (for the monitor) to no monitor at all
 
 CHAIN_SPECS = (
@@ -96,6 +98,7 @@ class MainWindow(QMainWindow):
         self.param_controls: dict[str, object] = {}
         self.chain_controls: dict[str, NumberControl] = {}
         self.convert_dialog: ConvertDialog | None = None
+        self.import_dialog: ImportVoiceDialog | None = None
         self._devices_ok = False
         self._running = False
         self._closing = False
@@ -129,6 +132,8 @@ class MainWindow(QMainWindow):
         self.convert_action = QAction("&Convert files\u2026", self)
         self.convert_action.setShortcut(QKeySequence("Ctrl+O"))
         self.convert_action.triggered.connect(self.open_convert_dialog)
+        self.import_action = QAction("&Import voice\u2026", self)
+        self.import_action.triggered.connect(self.import_voice_clicked)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.Quit)
         quit_action.triggered.connect(self.close)
@@ -139,6 +144,7 @@ class MainWindow(QMainWindow):
 
         m = self.menuBar().addMenu("&File")
         m.addAction(self.convert_action)
+        m.addAction(self.import_action)
         m.addSeparator()
         m.addAction(quit_action)
         m = self.menuBar().addMenu("&Audio")
@@ -223,6 +229,21 @@ class MainWindow(QMainWindow):
         self.voice_list.setObjectName("voiceList")
         self.voice_list.setSelectionMode(QAbstractItemView.SingleSelection)
         self.voice_list.setMinimumHeight(120)
+        self.voice_list.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.voice_list.customContextMenuRequested.connect(
+            lambda pos: self.voice_menu(self.voice_list.itemAt(pos)).exec(self.voice_list.viewport().mapToGlobal(pos)))
+        self.import_button = QPushButton("Import voice\u2026")
+        self.import_button.setObjectName("importVoiceButton")
+        self.import_button.setToolTip("Add an RVC voice model (.pth or .onnx) with its optional .index file.")
+        self.import_button.clicked.connect(self.import_voice_clicked)
+        self.remove_button = QPushButton("Remove\u2026")
+        self.remove_button.setObjectName("removeVoiceButton")
+        self.remove_button.clicked.connect(lambda: self.remove_voice_clicked())
+        self.remove_button.setEnabled(False)
+        voice_buttons = QHBoxLayout()
+        voice_buttons.addWidget(self.import_button)
+        voice_buttons.addWidget(self.remove_button)
+        voice_buttons.addStretch(1)
         self.voice_description = QLabel("")
         self.voice_description.setObjectName("hint")
         self.voice_description.setWordWrap(True)
@@ -292,6 +313,7 @@ class MainWindow(QMainWindow):
 
         lay = QVBoxLayout(g)
         lay.addWidget(self.voice_list)
+        lay.addLayout(voice_buttons)
         lay.addWidget(self.voice_description)
         lay.addWidget(self.params_box)
         lay.addWidget(self.no_params)
@@ -385,6 +407,8 @@ class MainWindow(QMainWindow):
         c.voiceLoading.connect(self._voice_loading)
         c.voiceLoaded.connect(self._voice_loaded)
         c.voiceFailed.connect(self._voice_failed)
+        c.voiceImported.connect(self._voice_imported)
+        c.voiceRemoved.connect(self._voice_removed)
         c.paramsApplied.connect(self._params_applied)
         c.chainChanged.connect(self._sync_chain)
         c.audioChanged.connect(self._sync_audio)
@@ -393,6 +417,7 @@ class MainWindow(QMainWindow):
         self.output_combo.activated.connect(lambda _i: self._device_picked("output_device", self.output_combo))
         self.monitor_combo.activated.connect(lambda _i: self._device_picked("monitor_device", self.monitor_combo))
         self.voice_list.currentItemChanged.connect(self._voice_picked)
+        self.voice_list.currentItemChanged.connect(lambda *_: self._update_remove_enabled())
 
     def _restore_state(self) -> None:
         gui = self.controller.gui_settings()
@@ -465,6 +490,7 @@ class MainWindow(QMainWindow):
     def _busy_changed(self, busy: bool, what: str) -> None:
         self.busy_label.setText(f"{what}\u2026" if busy and what else "")
         self._update_start_enabled()
+        self._update_remove_enabled()
 
     def _update_start_enabled(self) -> None:
         self.start_button.setEnabled(not self.controller.busy and (self._devices_ok or self._running))
@@ -605,6 +631,7 @@ class MainWindow(QMainWindow):
         for v in voices:
             item = QListWidgetItem(v.name if v.kind == "builtin" else f"{v.name}  [{v.kind}]")
             item.setData(Qt.UserRole, v.name)
+            item.setData(KIND_ROLE, v.kind)
             item.setToolTip(v.description)
             self.voice_list.addItem(item)
         self.voice_list.blockSignals(False)
@@ -612,6 +639,7 @@ class MainWindow(QMainWindow):
         rows = min(max(len(voices), 4), 12)
         self.voice_list.setFixedHeight(rows * max(18, self.voice_list.sizeHintForRow(0)) + 6)
         self._select_voice_item(self.engine.voice_name)
+        self._update_remove_enabled()
 
     def _select_voice_item(self, name: str | None) -> None:
         for i in range(self.voice_list.count()):
@@ -620,6 +648,79 @@ class MainWindow(QMainWindow):
                 _quiet(self.voice_list, self.voice_list.setCurrentItem, item)
                 self.voice_list.scrollToItem(item)
                 return
+
+    def _voice_info(self, name: str | None):
+        return next((v for v in self.controller.voices if v.name == name), None)
+
+    def _removable(self, name: str | None) -> bool:
+        info = self._voice_info(name)
+        return info is not None and info.kind != "builtin"
+
+    def _update_remove_enabled(self) -> None:
+        item = self.voice_list.currentItem()
+        name = item.data(Qt.UserRole) if item is not None else None
+        removable = self._removable(name)
+        self.remove_button.setEnabled(removable and not self.controller.busy)
+        if name is not None and not removable:
+            self.remove_button.setToolTip("Built-in voices cannot be removed.")
+        else:
+            self.remove_button.setToolTip("Uninstall the selected voice (right-click a voice to remove another).")
+
+    def voice_menu(self, item: QListWidgetItem | None) -> QMenu:
+        """The voice list's context menu; ``item`` is the voice under the mouse (None: empty space)."""
+        menu = QMenu(self)
+        menu.addAction(self.import_action)
+        if item is not None:
+            name = item.data(Qt.UserRole)
+            remove = menu.addAction(f"Remove '{name}'\u2026")
+            remove.setObjectName("removeVoiceAction")
+            # Reachable even for a voice that cannot load (e.g. a missing content encoder), which the list
+            # cannot keep selected.
+            remove.setEnabled(self._removable(name) and not self.controller.busy)
+            remove.triggered.connect(lambda: self.remove_voice_clicked(name))
+        return menu
+
+    def import_voice_clicked(self) -> ImportVoiceDialog | None:
+        """Choose a model file, then the dialog for its optional index and name (None: cancelled)."""
+        if self.import_dialog is not None and self.import_dialog.importing:
+            self.import_dialog.show()
+            self.import_dialog.raise_()
+            return self.import_dialog
+        start = str(self.controller.gui_settings().get("voice_import_dir") or "")
+        model = pick_model(self, start)
+        if model is None:
+            return None
+        if self.import_dialog is None:
+            self.import_dialog = ImportVoiceDialog(self.controller, model, self)
+        else:
+            self.import_dialog.reset(model)
+        self.import_dialog.open()  # window-modal, without a nested event loop
+        return self.import_dialog
+
+    def _voice_imported(self, info) -> None:
+        self.statusBar().showMessage(f"Imported voice '{info.name}'.", 8000)
+        # The new voice becomes the current one, as if the user had picked it.
+        self._select_voice_item(info.name)
+        self._update_remove_enabled()
+        self.controller.load_voice(info.name)
+
+    def remove_voice_clicked(self, name: str | None = None) -> None:
+        if name is None:
+            item = self.voice_list.currentItem()
+            name = item.data(Qt.UserRole) if item is not None else None
+        info = self._voice_info(name)
+        if info is None or info.kind == "builtin" or self.controller.busy:
+            return
+        where = f" Its copy in {info.path} is deleted; the" if info.path else " The"
+        text = (f"Remove the voice '{name}'?{where} model file you imported it from is kept."
+                + (" AutoVoice switches to the default voice." if name == self.engine.voice_name else ""))
+        answer = QMessageBox.question(self, "Remove voice", text, QMessageBox.Yes | QMessageBox.Cancel,
+                                      QMessageBox.Cancel)
+        if answer == QMessageBox.Yes:
+            self.controller.remove_voice(name)
+
+    def _voice_removed(self, name: str) -> None:
+        self.statusBar().showMessage(f"Removed voice '{name}'.", 8000)
 
     def _voice_picked(self, item: QListWidgetItem | None, _previous=None) -> None:
         if item is None:

@@ -60,10 +60,10 @@ def import_voice(model: Path, index: Path | None = None, name: str | None = None
         raise VoiceError(f"The model file '{model}' does not exist; check the path.")
     name = check_voice_name(name or model.stem)
     if name in PRESETS:
-        raise VoiceError(f"'{name}' is the name of a built-in voice; choose another with --name.")
+        raise VoiceError(f"'{name}' is the name of a built-in voice; choose another name for it.")
     target = voices_dir(base) / name
     if target.exists():
-        raise VoiceError(f"A voice called '{name}' is already installed; remove it first or choose another --name.")
+        raise VoiceError(f"A voice called '{name}' is already installed; remove it first or choose another name for this one.")
     meta = describe_model(model)
     if index is not None:
         from engine.voices.rvc.index import load_index
