@@ -171,7 +171,14 @@ def cmd_voices(args: argparse.Namespace) -> int:
     if args.voices_command == "remove":
         from engine.voices.install import remove_voice
 
+        from engine.settings import SettingsStore
+
         remove_voice(args.name)
+        # Its saved settings must not apply to a different model imported later under the same name.
+        store = SettingsStore()
+        settings = store.load()
+        if settings.voice_params.pop(args.name, None) is not None:
+            store.save(settings)
         print(f"Removed voice '{args.name}'.")
         return 0
     from engine.voices.registry import list_voices

@@ -29,8 +29,14 @@ def test_import_lists_and_removes_a_pth_voice(tmp_path):
     assert model.exists()  # copied, never moved
     again = autovoice("voices", "import", model)
     assert again.returncode == 1 and "already installed" in again.stderr
+    # Settings saved for it (as the app or `live --transpose` would) go with it: a different model
+    # imported later under the same name must not inherit them.
+    settings = tmp_path / "config" / "settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"voice_params": {"Alice": {"transpose_st": 7.0}, "giant": {"transpose_st": -9.0}}}))
     assert autovoice("voices", "remove", "Alice").returncode == 0
     assert "Alice" not in autovoice("voices").stdout
+    assert json.loads(settings.read_text())["voice_params"] == {"giant": {"transpose_st": -9.0}}
 
 
 def test_import_onnx_voice_with_a_name(tmp_path):
