@@ -34,7 +34,7 @@ from engine.stream.realtime import RealtimeStream
 log = logging.getLogger(__name__)
 
 STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device went away
-GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see _write_with_guard)
+GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see write_with_guard)
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
 HISTORY_SECONDS = 4.0
 
@@ -83,7 +83,7 @@ class LiveChain:
         self.fade_from: list | None = None
         self.in_history = History(pipeline.sample_rate)
         self.out_history = History(pipeline.sample_rate)
-        # Per output ring (main, monitor): see Worker._write_with_guard.
+        # Per output ring (main, monitor): see write_with_guard.
         mon_uf = stream.mon_ring.underflow_frames if stream.mon_ring else 0
         self.guards = [[float("inf"), 0, stream.out_ring.underflow_frames, stream.in_ring.dropped_frames, 0],
                        [float("inf"), 0, mon_uf, stream.in_ring.dropped_frames, 0]]
@@ -280,8 +280,8 @@ def write_with_guard(guard: list, ring, out: np.ndarray, margin: int, dropped_in
     started before the output): skip that too. A skip is a crossfade from the samples that would
     have followed the ring's content into those after the skipped stretch: no click.
 
-    ``guard`` = [lowest level in window, writes in window, frames made up, input drops seen,
-    frames skipped in all].
+    ``guard`` = [lowest level in window, writes in window, underflow frames at the start plus those
+    made up since, input drops at the start, frames skipped in all].
     """
     level = ring.available()
     guard[0] = min(guard[0], level)
@@ -302,7 +302,6 @@ def write_with_guard(guard: list, ring, out: np.ndarray, margin: int, dropped_in
     ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
     kept[:fade] = out[:fade] * (1.0 - ramp) + kept[:fade] * ramp
     guard[2] += max(0, min(owed, skip))
-    guard[3] = dropped_in
     guard[4] += skip
     ring.write(kept)
     return True
