@@ -44,7 +44,7 @@ def test_chunking_does_not_change_a_sample(a, b):
     np.testing.assert_array_equal(np.concatenate(pieces), whole)
 
 
-@pytest.mark.parametrize("a,b", PAIRS)
+@pytest.mark.parametrize("a,b", PAIRS + [(44100, 47999), (40000, 191999)])
 def test_output_is_time_aligned_and_clean_in_the_passband(a, b):
     """A 1 kHz tone comes out as the same tone at the new rate, exactly `delay_samples` late (the
     figure the engine adds to its reported latency), with at least 85 dB SNR."""
@@ -79,3 +79,20 @@ def test_downsampling_removes_what_the_new_rate_cannot_hold():
     y = StreamResampler(48000, 44100).process(tone(23000, 48000, 1.0, amp=1.0))[2000:]
     alias = 44100 - 23000
     assert level_db(y, alias, 44100) < -70.0
+
+
+@pytest.mark.parametrize("a,b", PAIRS + [(8000, 48000), (44100, 191999)])
+def test_tiny_chunks_from_the_first_one_on(a, b):
+    """A WebSocket client may send a 1-sample frame first, and a 2.5 ms block at 8 kHz is 20 samples:
+    any chunk size works from the start and gives the same samples as one call."""
+    x = np.random.default_rng(5).normal(0, 0.2, 3000).astype(np.float32)
+    whole = StreamResampler(a, b).process(x)
+    r = StreamResampler(a, b)
+    pieces, i = [], 0
+    for s in [1, 3, 13, 31, 1, 2, 480, 7] * 20:
+        pieces.append(r.process(x[i : i + s]))
+        i += s
+        if i >= len(x):
+            break
+    pieces.append(r.process(x[i:]))
+    np.testing.assert_array_equal(np.concatenate(pieces), whole)

@@ -406,7 +406,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             # Timed out, or the server is shutting down (this coroutine cancelled): stop the work too.
             # convert_signal checks the event every second of audio, so the thread is soon free.
             if not fut.done():
-                cancel.set()
+                fut.cancel()  # still queued: never starts (its upload is about to be closed)
+                cancel.set()  # running: stops at its next check
             ctx.cancels.discard(cancel)
         m.conversions.labels("ok").inc()
         m.conversion_seconds.observe(result.elapsed_s)

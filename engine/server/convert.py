@@ -29,6 +29,7 @@ import soundfile as sf
 from engine.config import ChainConfig
 from engine.errors import AudioFileError
 from engine.offline.convert import convert_signal
+from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.offline.files import READ_EXTENSIONS, read_audio
 from engine.voices.base import Voice
 
@@ -45,6 +46,9 @@ class RequestFailed(Exception):
         self.message = message
         self.headers = headers or {}
         self.outcome = outcome
+
+
+UNKNOWN_LENGTH_FRAMES = 1 << 62  # libsndfile reports 2**63 - 1 frames for a stream without a length
 
 
 def part_type_ok(content_type: str | None) -> bool:
@@ -104,6 +108,22 @@ def convert_upload(
             raise RequestFailed(
                 415, f"'{shown}' is not audio AutoVoice can decode; send WAV, FLAC, OGG or MP3.",
                 outcome="unsupported_media_type") from None
+        if info.frames >= UNKNOWN_LENGTH_FRAMES:
+            raise RequestFailed(
+                422, f"'{shown}' does not state its length, so it cannot be checked against this server's limits; "
+                "re-encode it (e.g. with ffmpeg or sox) and send it again.")
+        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+            raise RequestFailed(
+                422, f"'{shown}' has a sample rate of {info.samplerate} Hz; send {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz "
+                "(44100 or 48000 are typical).")
+        # Decoded size, not upload size, is what costs memory: a tiny FLAC of 8-channel 192 kHz silence
+        # decodes to gigabytes. Allow what max_audio_s of 48 kHz stereo would take.
+        budget = int(max_audio_s * 48000 * 2)
+        if info.frames * info.channels > budget:
+            raise RequestFailed(
+                413, f"'{shown}' decodes to {info.frames * info.channels / 1e6:.0f} million samples "
+                f"({info.channels} channels at {info.samplerate} Hz), more than this server's limit of "
+                f"{budget / 1e6:.0f} million; send it shorter, at 48 kHz or in stereo.", outcome="too_large")
         if info.samplerate > 0 and info.frames / info.samplerate > max_audio_s:
             raise RequestFailed(
                 413, f"'{shown}' lasts {info.frames / info.samplerate:.0f} s, longer than this server's limit of "

@@ -135,6 +135,17 @@ def test_audio_longer_than_the_limit_is_413(strict):
     assert r.status_code == 413 and "lasts 40 s, longer than this server's limit of 30 s" in r.json()["error"]
 
 
+def test_a_small_file_that_decodes_to_too_many_samples_is_413(strict):
+    """Size is checked on what the upload decodes to: 8 channels of 192 kHz silence for 20 s is a
+    few kB of FLAC but 31 million samples (the limit at --max-audio-s 30 is 2.9 million)."""
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros((192000 * 20, 8), np.float32), 192000, format="FLAC")
+    assert len(buf.getvalue()) < 1_000_000
+    r = post(strict, buf.getvalue())
+    assert r.status_code == 413, r.text
+    assert "million samples" in r.json()["error"]
+
+
 def test_a_busy_slot_gives_429_at_once_and_a_stalled_upload_408(strict):
     clip = short_clip()
     body = multipart(clip)
