@@ -90,7 +90,12 @@ class LiveChain:
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
         if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
-            self.fade_from = [self.pipeline, self.state, 0]
+            if self.fade_from is not None and self.fade_from[2] < self.pipeline.latency_samples:
+                # Swapped again before the previous new voice was heard (arrowing through the
+                # list): keep fading from the voice that is still audible, skip the one in between.
+                self.fade_from[2] = 0
+            else:
+                self.fade_from = [self.pipeline, self.state, 0]
         else:
             self.fade_from = None
             self.to_voice = StreamResampler(self.stream.sample_rate, pipeline.sample_rate)
