@@ -119,6 +119,15 @@ class Engine:
                     pass  # a stale saved value falls back to the default
         return params
 
+    def loaded_voice_for(self, name: str, params: dict[str, Any]) -> Voice | None:
+        """The loaded voice if it is ``name`` and was built with the same ``RELOAD_PARAMS`` as
+        ``params`` would need (other settings apply per conversion); else None."""
+        voice = self.voice
+        if voice is None or self.voice_name != name:
+            return None
+        saved = self.voice_params(name)
+        return voice if all(params.get(k) == saved.get(k) for k in RELOAD_PARAMS) else None
+
     @staticmethod
     def validate_params(info: VoiceInfo, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` checked against the voice's settings (ConfigError in one sentence)."""
@@ -256,10 +265,8 @@ class Engine:
         if self.stream is None:
             return
         s = self.stream
-        burst, margin, jitter = self._stream_geometry(s.sample_rate)
-        new_burst = max(s.hop_frames, int(round((burst or 0.0) * s.sample_rate / 1000.0)))
-        new_margin = int(round((max(s.config.prefill_ms, margin) + jitter) * s.sample_rate / 1000.0))
-        new_jitter = int(round(jitter * s.sample_rate / 1000.0))
+        _, new_burst, new_margin, new_jitter = RealtimeStream.ring_frames(
+            s.config, s.sample_rate, *self._stream_geometry(s.sample_rate))
         if new_burst != s.burst_frames or new_margin > s.margin_frames or new_jitter != s.jitter_frames:
             # The output ring's budget changes with the voice: reopen the same devices (a short gap)
             # rather than underflow on every block or keep a needlessly large latency.
@@ -520,18 +527,14 @@ class Engine:
         out = Path(output)
         name = voice or self.voice_name
         info = get_info(name, self.data_dir)
-        saved = self.voice_params(name)
-        merged = {**saved, **self.validate_params(info, params or {})}
-        # The loaded voice can be reused unless a setting it was built with differs.
-        reuse = all(merged.get(k) == saved.get(k) for k in RELOAD_PARAMS)
+        merged = {**self.voice_params(name), **self.validate_params(info, params or {})}
         many = len(inputs) > 1
         if many or out.is_dir():
             out.mkdir(parents=True, exist_ok=True)
         chain = replace(self.settings.chain, bypass=False)
 
         def job() -> list[ConvertResult | AutoVoiceError]:
-            current = self.voice if (reuse and self.voice_name == name) else None
-            v = current if current is not None else load_voice(name, self.data_dir, merged)
+            v = self.loaded_voice_for(name, merged) or load_voice(name, self.data_dir, merged)
             results: list[ConvertResult | AutoVoiceError] = []
             for i, src in enumerate(inputs):
                 dst = output_path_for(src, out, name, many)

@@ -17,8 +17,8 @@ format, 1008 idle, 1009 frame too large, 1011 conversion failed, 1013 too many s
 
 Per session, at the client's rate ``sr_c`` and the voice's ``sr_v`` (as the live worker)::
 
-    frame -> downmix -> StreamResampler(sr_c -> sr_v) -> fifo -> whole hops -> Pipeline
-          -> StreamResampler(sr_v -> sr_c) -> drop the first L samples -> every channel -> frame
+    frame -> downmix -> HopBridge (resample sr_c -> sr_v, whole hops) -> Pipeline
+          -> HopBridge (resample back) -> drop the first L samples -> every channel -> frame
 
 Backpressure: frames wait in an ``asyncio.Queue`` of ``stream_queue_frames``; when it is full the
 receiving coroutine stops reading the socket, so the client's sends block (TCP flow control)
@@ -39,9 +39,9 @@ import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ChainConfig
-from engine.dsp.resample import StreamResampler
 from engine.errors import AutoVoiceError
 from engine.pipeline import Pipeline
+from engine.stream.hops import HopBridge
 from engine.voices.base import Voice
 
 log = logging.getLogger(__name__)
@@ -62,27 +62,21 @@ class StreamConverter:
         self.pipeline = Pipeline(voice, hop, chain=chain, params=params)
         self.state = self.pipeline.init_state()
         self.sample_rate = int(sample_rate)
-        self.to_voice = StreamResampler(sample_rate, sr_v)
-        self.from_voice = StreamResampler(sr_v, sample_rate)
-        self.fifo = np.zeros(0, dtype=np.float32)
+        self.bridge = HopBridge(sample_rate, sr_v, hop)
         # Content delay at the client's rate: resampler in + the voice's look-ahead, both at sr_v,
         # then the resampler out (see StreamResampler: a causal filter delay_samples late).
-        self.latency_samples = int(round((self.to_voice.delay_samples + self.pipeline.latency_samples)
-                                         * sample_rate / sr_v + self.from_voice.delay_samples))
+        self.latency_samples = int(round((self.bridge.to_voice.delay_samples + self.pipeline.latency_samples)
+                                         * sample_rate / sr_v + self.bridge.from_voice.delay_samples))
         self._to_drop = self.latency_samples
         self.samples_in = 0
         self.samples_out = 0
 
     def _run(self, mono: np.ndarray) -> np.ndarray:
-        v = self.to_voice.process(mono.astype(np.float32, copy=False))
-        fifo = np.concatenate([self.fifo, v]) if len(self.fifo) else v
-        hop = self.pipeline.hop_samples
-        whole = (len(fifo) // hop) * hop
-        self.fifo = fifo[whole:]
-        if whole == 0:
+        x = self.bridge.hops(mono)
+        if len(x) == 0:
             return np.zeros(0, dtype=np.float32)
-        y, self.state = self.pipeline.process(fifo[:whole], self.state)
-        out = self.from_voice.process(y)
+        y, self.state = self.pipeline.process(x, self.state)
+        out = self.bridge.back(y)
         if self._to_drop:
             k = min(self._to_drop, len(out))
             out, self._to_drop = out[k:], self._to_drop - k

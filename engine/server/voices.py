@@ -61,13 +61,10 @@ class VoiceProvider:
 
     def voice(self, info: VoiceInfo, params: dict[str, Any]) -> Voice:
         """A loaded voice (may take seconds for a neural model: call off the event loop)."""
-        geometry = tuple((k, params.get(k)) for k in RELOAD_PARAMS)
-        current = self.engine.voice
-        if current is not None and self.engine.voice_name == info.name:
-            saved = self.engine.voice_params(info.name)
-            if all(saved.get(k) == v for k, v in geometry):
-                return current
-        key = (info.name, geometry)
+        current = self.engine.loaded_voice_for(info.name, params)
+        if current is not None:
+            return current
+        key = (info.name, tuple((k, params.get(k)) for k in RELOAD_PARAMS))
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)

@@ -54,7 +54,7 @@ class RealtimeStream:
         """``burst_ms``: how much audio the voice delivers at once (its fixed hop; default the block).
         ``margin_ms``: pre-fill beyond one burst, covering compute time (default ``prefill_ms``).
         ``jitter_ms``: how much earlier or later than average a burst may be written (when the
-        voice's hop is not a whole number of read hops); the worker's latency guard allows it."""
+        voice's hop is not a whole number of read hops); it is added to the margin."""
         self.config = config
         self.input_device = input_device
         self.output_device = output_device
@@ -62,14 +62,9 @@ class RealtimeStream:
         self.sample_rate = self.rate_for(config, output_device)
         # The worker reads the input in hops of block_ms; the output ring must cover one voice burst
         # (a neural voice returns a whole 250 ms block at once) plus the margin.
-        self.hop_frames = max(1, int(round(config.block_ms * self.sample_rate / 1000.0)))
-        self.burst_frames = max(self.hop_frames, int(round((burst_ms or 0.0) * self.sample_rate / 1000.0)))
-        margin = config.prefill_ms if margin_ms is None else max(config.prefill_ms, margin_ms)
-        # A burst written one read late must still find audio in the ring: the jitter comes on top.
-        margin += max(0.0, jitter_ms)
-        self.margin_frames = int(round(margin * self.sample_rate / 1000.0))
+        self.hop_frames, self.burst_frames, self.margin_frames, self.jitter_frames = self.ring_frames(
+            config, self.sample_rate, burst_ms, margin_ms, jitter_ms)
         self.prefill_frames = self.burst_frames + self.margin_frames
-        self.jitter_frames = int(round(max(0.0, jitter_ms) * self.sample_rate / 1000.0))
         self.in_channels = max(1, min(2, input_device.max_input_channels))
         self.out_channels = max(1, min(2, output_device.max_output_channels))
         cap = int(RING_SECONDS * self.sample_rate)
@@ -83,6 +78,20 @@ class RealtimeStream:
         self.finished_unexpectedly = False
         self.started_at = 0.0
         self.device_latency_ms = 0.0
+
+    @staticmethod
+    def ring_frames(config: AudioConfig, rate: int, burst_ms: float | None, margin_ms: float | None,
+                    jitter_ms: float) -> tuple[int, int, int, int]:
+        """(read hop, burst, margin, jitter) in frames at ``rate`` for the arguments of __init__."""
+        def frames(ms: float) -> int:
+            return int(round(ms * rate / 1000.0))
+
+        hop = max(1, frames(config.block_ms))
+        burst = max(hop, frames(burst_ms or 0.0))
+        margin = config.prefill_ms if margin_ms is None else max(config.prefill_ms, margin_ms)
+        # A burst written one read late must still find audio in the ring: the jitter comes on top.
+        jitter = max(0.0, jitter_ms)
+        return hop, burst, frames(margin + jitter), frames(jitter)
 
     @staticmethod
     def rate_for(config: AudioConfig, output_device: DeviceInfo) -> int:

@@ -6,7 +6,8 @@ a heartbeat every loop, streaming or not, which is what the liveness probe reads
 
 Per hop, at the device rate ``sr_dev`` and the voice rate ``sr_v``::
 
-    in_ring --hop_dev--> downmix --soxr--> fifo_v --whole hops--> Pipeline --soxr--> out_ring, mon_ring
+    in_ring --hop_dev--> downmix --HopBridge: resample, whole hops--> Pipeline --HopBridge: resample back-->
+        out_ring, mon_ring
 
 Late blocks: if a hop takes longer than its duration, the output callback plays silence for what is
 missing (counted as underflow, never blocking), the out ring then holds more than its pre-fill, and
@@ -27,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.dsp.dynamics import peak_db
-from engine.dsp.resample import StreamResampler
+from engine.stream.hops import HopBridge
 from engine.pipeline import Pipeline, PipelineState
 from engine.stream.realtime import RealtimeStream
 
@@ -75,9 +76,7 @@ class LiveChain:
         self.state: PipelineState = pipeline.init_state()
         self.hop_dev = stream.hop_frames
         self.in_block = np.zeros((self.hop_dev, stream.in_channels), dtype=np.float32)
-        self.to_voice = StreamResampler(stream.sample_rate, pipeline.sample_rate)
-        self.from_voice = StreamResampler(pipeline.sample_rate, stream.sample_rate)
-        self.fifo = np.zeros(0, dtype=np.float32)
+        self.bridge = HopBridge(stream.sample_rate, pipeline.sample_rate, pipeline.hop_samples)
         # Old voice after a swap: [pipeline, state, samples processed since the swap]; it keeps
         # playing until the new voice's look-ahead has passed, then crossfades out (see _process).
         self.fade_from: list | None = None
@@ -98,9 +97,7 @@ class LiveChain:
                 self.fade_from = [self.pipeline, self.state, 0]
         else:
             self.fade_from = None
-            self.to_voice = StreamResampler(self.stream.sample_rate, pipeline.sample_rate)
-            self.from_voice = StreamResampler(pipeline.sample_rate, self.stream.sample_rate)
-            self.fifo = np.zeros(0, dtype=np.float32)
+            self.bridge = HopBridge(self.stream.sample_rate, pipeline.sample_rate, pipeline.hop_samples)
             self.in_history = History(pipeline.sample_rate)
             self.out_history = History(pipeline.sample_rate)
         self.pipeline = pipeline
@@ -112,8 +109,8 @@ class LiveChain:
         algo = (
             self.stream.burst_frames / sr_d
             + self.pipeline.latency_samples / sr_v
-            + self.to_voice.delay_samples / sr_v
-            + self.from_voice.delay_samples / sr_d
+            + self.bridge.to_voice.delay_samples / sr_v
+            + self.bridge.from_voice.delay_samples / sr_d
         )
         buffer = self.stream.margin_frames / sr_d
         return 1000.0 * algo, 1000.0 * buffer
@@ -237,14 +234,10 @@ class Worker:
         block = chain.in_block
         mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
         self.input_level_db = peak_db(mono)
-        v = chain.to_voice.process(mono.astype(np.float32))
-        fifo = np.concatenate([chain.fifo, v]) if len(chain.fifo) else v
-        hop_v = chain.pipeline.hop_samples
-        n_whole = (len(fifo) // hop_v) * hop_v
-        chain.fifo = fifo[n_whole:]
-        if n_whole == 0:
+        x = chain.bridge.hops(mono)
+        if len(x) == 0:
             return
-        x = fifo[:n_whole]
+        hop_v = chain.pipeline.hop_samples
         y, chain.state = chain.pipeline.process(x, chain.state)
         if chain.fade_from is not None:
             # The new voice starts with its look-ahead of silence: keep the old one audible until
@@ -259,7 +252,7 @@ class Worker:
             chain.fade_from = None if done >= hold + hop_v else [old_pipe, old_state, done]
         chain.in_history.push(x)
         chain.out_history.push(y)
-        out = chain.from_voice.process(y)
+        out = chain.bridge.back(y)
         self.output_level_db = peak_db(out)
         dropped = s.in_ring.dropped_frames
         if write_with_guard(chain.guards[0], s.out_ring, out, s.margin_frames, dropped):
