@@ -26,7 +26,7 @@ from engine.errors import AutoVoiceError, ConfigError, DeviceError, VoiceError
 from engine.health.snapshot import HealthSnapshot
 from engine.io.devices import DeviceInfo, list_devices, resolve_device
 from engine.offline.convert import ConvertResult, convert_file, output_path_for
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, hop_for
 from engine.settings import SettingsStore
 from engine.stream.realtime import RealtimeStream
 from engine.stream.worker import LiveChain, Worker
@@ -174,7 +174,7 @@ class Engine:
 
     def _warm_up(self, voice: Voice) -> float:
         """Run the voice on a few blocks of noise (lazy init, caches); return ms per block of the slowest warm call."""
-        hop = voice.hop_samples or int(voice.sample_rate * 0.01)
+        hop = hop_for(voice, 10.0)
         state = voice.init_state()
         rng = np.random.default_rng(0)
         x = (0.01 * rng.standard_normal(hop)).astype(np.float32)
@@ -224,10 +224,7 @@ class Engine:
         voice = self.voice
         if voice is None:
             raise VoiceError("No voice is loaded yet; pick a voice first.")
-        if voice.hop_samples:
-            hop = voice.hop_samples
-        else:
-            hop = max(1, int(round(audio.block_ms * voice.sample_rate / 1000.0)))
+        hop = hop_for(voice, audio.block_ms)
         xfade = int(round(max(audio.crossfade_ms, 1.0) * voice.sample_rate / 1000.0))
         return Pipeline(voice, hop, chain=self.settings.chain, params=self.voice_params(), crossfade_samples=xfade)
 
@@ -245,8 +242,7 @@ class Engine:
             read_hop = max(1, int(round(audio.block_ms * sr_d / 1000.0)))
             if (read_hop * sr_v) % sr_d == 0:
                 read_hop_v = read_hop * sr_v // sr_d
-                voice_hop = v.hop_samples or max(1, int(round(audio.block_ms * sr_v / 1000.0)))
-                if voice_hop % read_hop_v == 0:
+                if hop_for(v, audio.block_ms) % read_hop_v == 0:
                     jitter = 0.0
         # A voice that delivers big blocks needs the ring to hold out while the next one computes;
         # the warm-up measurement plus half again, and a read hop of slack, is the margin (the

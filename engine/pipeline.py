@@ -25,6 +25,11 @@ from engine.dsp.dynamics import GateState, NoiseGate, db_to_gain, soft_limit
 from engine.voices.base import Voice, default_params
 
 
+def hop_for(voice: Voice, block_ms: float) -> int:
+    """Samples per Pipeline hop: the voice's own fixed hop (a neural voice's block), else ``block_ms``."""
+    return voice.hop_samples or max(1, int(round(block_ms * voice.sample_rate / 1000.0)))
+
+
 @dataclass
 class PipelineState:
     voice: Any

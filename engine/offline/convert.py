@@ -22,7 +22,7 @@ from engine.config import ChainConfig
 from engine.dsp.resample import resample
 from engine.errors import AudioFileError, AutoVoiceError
 from engine.offline.files import output_format, read_audio, write_audio
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, hop_for
 from engine.voices.base import Voice
 
 CHUNK_SECONDS = 1.0
@@ -61,7 +61,7 @@ def convert_signal(
     """Convert mono ``x`` (n,) at ``sample_rate``; returns (n,) float32 at the same rate, time-aligned."""
     n = len(x)
     v = resample(np.asarray(x, dtype=np.float32), sample_rate, voice.sample_rate)
-    hop = voice.hop_samples or max(1, int(round(OFFLINE_BLOCK_MS * voice.sample_rate / 1000.0)))
+    hop = hop_for(voice, OFFLINE_BLOCK_MS)
     pipe = Pipeline(voice, hop, chain=chain, params=params)
     lat = pipe.latency_samples
     total = len(v) + lat

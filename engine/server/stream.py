@@ -40,7 +40,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ChainConfig
 from engine.errors import AutoVoiceError
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, hop_for
 from engine.stream.hops import HopBridge
 from engine.voices.base import Voice
 
@@ -58,7 +58,7 @@ class StreamConverter:
 
     def __init__(self, voice: Voice, params: dict[str, Any], chain: ChainConfig, sample_rate: int):
         sr_v = voice.sample_rate
-        hop = voice.hop_samples or max(1, int(round(BLOCK_MS * sr_v / 1000.0)))
+        hop = hop_for(voice, BLOCK_MS)
         self.pipeline = Pipeline(voice, hop, chain=chain, params=params)
         self.state = self.pipeline.init_state()
         self.sample_rate = int(sample_rate)

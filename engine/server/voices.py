@@ -22,7 +22,7 @@ import numpy as np
 
 from engine.config import ChainConfig
 from engine.errors import VoiceError
-from engine.pipeline import Pipeline
+from engine.pipeline import Pipeline, hop_for
 from engine.voices.base import Voice, VoiceInfo
 from engine.voices.registry import RELOAD_PARAMS, check_voice_name, get_info, load_voice
 
@@ -93,7 +93,7 @@ class SynthesizerCheck:
         self._lock = threading.Lock()
 
     def _run(self, voice: Voice, chain: ChainConfig) -> bool:
-        hop = voice.hop_samples or max(1, int(round(0.01 * voice.sample_rate)))
+        hop = hop_for(voice, 10.0)
         pipe = Pipeline(voice, hop, chain=chain)
         state = pipe.init_state()
         rng = np.random.default_rng(1)
