@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from engine.errors import ModelFormatError, VoiceError
+from engine.weights import checkpoint_globals
 from engine.voices.rvc.content import (
     HubertConfig,
     HubertModel,
     OnnxContentEncoder,
     TorchContentEncoder,
-    checkpoint_globals,
     content_frames,
     features_to_f0_rate,
     find_content_encoder,
@@ -351,7 +351,7 @@ def test_reduced_precision_encoder_keeps_group_norm_in_float32(tmp_path):
 
 
 def test_enum_pickled_by_name_loads_but_getattr_on_real_objects_is_refused(tmp_path):
-    from engine.voices.rvc.content import plain, safe_torch_load
+    from engine.weights import plain, safe_torch_load
 
     path = tmp_path / "h312.pt"
     checkpoint_with_enum_by_name(path, tiny_hubert_config(num_heads=4))
