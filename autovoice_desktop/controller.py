@@ -2,7 +2,8 @@
 
 Threads and who touches what::
 
-    GUI thread ---- fast QTimer (~30 ms) ---> engine.snapshot() levels, engine.recent_audio() --> scopeUpdated
+    GUI thread ---- fast QTimer (~30 ms) ---> engine.snapshot() levels, engine.recent_audio(),
+                                               engine.pitch_tracks() (tracked by the engine) --> scopeUpdated
                \--- slow QTimer (~1 s)  ---> engine.snapshot() ------------------------------> snapshotUpdated
                \--- commands -----------> self._jobs (one background thread, in order):
                                            start/stop/switch devices, set_params/set_chain (coalesced),
@@ -36,27 +37,15 @@ from typing import Any, Callable
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from engine.errors import AutoVoiceError, VoiceError
+from engine.api import DEFAULT_VOICE, PITCH_HOP_S, VIEW_SECONDS
+from engine.errors import AutoVoiceError
 
 log = logging.getLogger(__name__)
 
 FAST_POLL_MS = 30
 SLOW_POLL_MS = 1000
-SCOPE_SECONDS = 2.0
-PITCH_HOP_S = 0.010  # one pitch value per 10 ms on the display
-PITCH_EVERY_N_FAST_TICKS = 3  # ~90 ms between pitch updates
-# Pitch frames this close to the newest sample see the zero padding past the end: skip them and
-# show pitch this much behind the waveform (a display delay, not an audio one).
-PITCH_EDGE_S = 0.03
-
-try:  # written by a colleague; the display degrades to "pitch view unavailable" without it
-    from engine.dsp.pitch import track_f0 as _track_f0
-except ImportError:  # pragma: no cover - depends on the engine's state
-    _track_f0 = None
-
-
-def pitch_available() -> bool:
-    return _track_f0 is not None
+SCOPE_SECONDS = VIEW_SECONDS
+PITCH_EVERY_N_FAST_TICKS = 3  # the engine updates its pitch tracks every ~90 ms
 
 
 def user_message(exc: BaseException) -> str:
@@ -77,48 +66,6 @@ class ScopeFrame:
     output_level_db: float
     f0_input: np.ndarray | None  # (SCOPE_SECONDS / PITCH_HOP_S,) Hz, NaN where unvoiced; None: unchanged
     f0_output: np.ndarray | None
-
-
-class PitchHistory:
-    """A rolling pitch track built from short analyses of the newest audio (bookkeeping only).
-
-    ``track_f0`` over the whole 2 s view each time would cost ~70 ms of CPU per signal, so each update
-    analyses only what arrived since the last one (plus context), and appends those frames. How many
-    frames arrived is taken from the wall clock, with the remainder carried, so the track does not drift.
-    """
-
-    def __init__(self, seconds: float = SCOPE_SECONDS, hop_s: float = PITCH_HOP_S):
-        self.hop_s = hop_s
-        self.n = int(round(seconds / hop_s))
-        self.values = np.full(self.n, np.nan)
-        self._last_t: float | None = None
-        self._carry = 0.0
-
-    def reset(self) -> None:
-        self.values[:] = np.nan
-        self._last_t = None
-        self._carry = 0.0
-
-    def frames_due(self, now: float) -> int:
-        if self._last_t is None:
-            self._last_t = now
-            return 0
-        elapsed = now - self._last_t + self._carry
-        self._last_t = now
-        k = int(elapsed / self.hop_s)
-        self._carry = elapsed - k * self.hop_s
-        return min(k, self.n)
-
-    def append(self, f0: np.ndarray) -> None:
-        k = len(f0)
-        if k == 0:
-            return
-        vals = np.where(f0 > 0, f0, np.nan)
-        if k >= self.n:
-            self.values[:] = vals[-self.n :]
-        else:
-            self.values[:-k] = self.values[k:]
-            self.values[-k:] = vals
 
 
 class EngineController(QObject):
@@ -172,8 +119,7 @@ class EngineController(QObject):
         self._pending_chain: dict[str, Any] = {}
         self._flush_scheduled = False
         self._fast_ticks = 0
-        self._pitch_in = PitchHistory()
-        self._pitch_out = PitchHistory()
+        self._view_visible = False
         self._scope_cleared = True
         self.devices: list = []
         self.voices: list = []
@@ -345,8 +291,6 @@ class EngineController(QObject):
         self.voiceFailed.emit(name, message)
         self.errorOccurred.emit(message)
         if fallback:
-            from engine.config import DEFAULT_VOICE
-
             if name != DEFAULT_VOICE:
                 self.load_voice(DEFAULT_VOICE, fallback=False)
 
@@ -364,9 +308,7 @@ class EngineController(QObject):
         what = f"Importing voice '{name or model.stem}'"
 
         def job():
-            from engine.voices.install import import_voice
-
-            info = import_voice(model, index=index, name=name, base=self.engine.data_dir)
+            info = self.engine.import_voice(model, index=index, name=name)
             return info, self.engine.list_voices()
 
         def ok(result):
@@ -385,8 +327,6 @@ class EngineController(QObject):
     def remove_voice(self, name: str) -> Future | None:
         """Uninstall an installed voice, off the GUI thread. If it is the current voice, the engine first
         switches to the default voice (so nothing still uses the files), then the folder is deleted."""
-        from engine.config import DEFAULT_VOICE
-
         was_current = self.engine.voice_name == name
         if was_current:
             with self._pending_lock:
@@ -394,19 +334,7 @@ class EngineController(QObject):
             self.voiceLoading.emit(DEFAULT_VOICE)
 
         def job():
-            from engine.voices.install import remove_voice
-
-            switched = self.engine.voice_name == name
-            if switched:
-                self.engine.load_voice(DEFAULT_VOICE).result()
-            try:
-                remove_voice(name, base=self.engine.data_dir)
-            except OSError as exc:  # the engine does not word this one (e.g. a file still open elsewhere)
-                raise VoiceError(f"Could not remove voice '{name}' ({exc.strerror}); close programs that use "
-                                 "its files and try again.") from None
-            # Its saved settings must not apply to a different model imported later under the same name.
-            if self.engine.settings.voice_params.pop(name, None) is not None:
-                self.engine.save_settings()
+            switched = self.engine.remove_voice(name)
             return switched, self.engine.list_voices()
 
         def ok(result):
@@ -517,10 +445,13 @@ class EngineController(QObject):
     def _update_running(self, running: bool) -> None:
         if running != self._running:
             self._running = running
-            if not running:
-                self._pitch_in.reset()
-                self._pitch_out.reset()
             self.runningChanged.emit(running)
+
+    def set_view_visible(self, visible: bool) -> None:
+        """The window shows (or hides) the live view: the engine tracks pitch only while it is seen."""
+        if visible != self._view_visible and not self._closed:
+            self._view_visible = visible
+            self.engine.set_pitch_view(visible)
 
     @Slot()
     def poll_fast(self) -> None:
@@ -531,8 +462,8 @@ class EngineController(QObject):
         if not running:
             if not self._scope_cleared:
                 empty = np.zeros(0, np.float32)
-                self.scopeUpdated.emit(ScopeFrame(empty, empty, 48000, -120.0, -120.0,
-                                                  np.full(self._pitch_in.n, np.nan), np.full(self._pitch_in.n, np.nan)))
+                blank = np.full(int(round(SCOPE_SECONDS / PITCH_HOP_S)), np.nan)
+                self.scopeUpdated.emit(ScopeFrame(empty, empty, 48000, -120.0, -120.0, blank, blank.copy()))
                 self._scope_cleared = True
             return
         self._scope_cleared = False
@@ -540,24 +471,9 @@ class EngineController(QObject):
         x_in, x_out, sr = self.engine.recent_audio(SCOPE_SECONDS)
         f0_in = f0_out = None
         self._fast_ticks += 1
-        if _track_f0 is not None and self._fast_ticks % PITCH_EVERY_N_FAST_TICKS == 0:
-            f0_in, f0_out = self._update_pitch(sr)
+        if self._view_visible and self._fast_ticks % PITCH_EVERY_N_FAST_TICKS == 0:
+            f0_in, f0_out = self.engine.pitch_tracks()
         self.scopeUpdated.emit(ScopeFrame(x_in, x_out, sr, snap.input_level_db, snap.output_level_db, f0_in, f0_out))
-
-    def _update_pitch(self, sr: int) -> tuple[np.ndarray, np.ndarray]:
-        k = self._pitch_in.frames_due(time.monotonic())  # both tracks advance together
-        if k > 0:
-            hop = int(round(PITCH_HOP_S * sr))
-            window_s = k * PITCH_HOP_S + PITCH_EDGE_S + 0.06  # new frames + edge + context for the first ones
-            a_in, a_out, _ = self.engine.recent_audio(window_s)
-            for hist, audio in ((self._pitch_in, a_in), (self._pitch_out, a_out)):
-                if len(audio) < hop:
-                    continue
-                f0 = _track_f0(audio, sr, hop)
-                skip = int(round(PITCH_EDGE_S / PITCH_HOP_S))
-                usable = f0[: max(0, len(f0) - skip)]
-                hist.append(usable[-k:])
-        return self._pitch_in.values.copy(), self._pitch_out.values.copy()
 
     @Slot()
     def poll_slow(self) -> None:
@@ -581,6 +497,28 @@ class EngineController(QObject):
         """The window showed ``message`` already; the slow poll must not show it again."""
         self._last_error_seen = message
 
+    # ------------------------------------------------------------------ what the window reads
+    @property
+    def settings(self):
+        """The engine's settings in effect (AppSettings; the window reads, the engine writes)."""
+        return self.engine.settings
+
+    @property
+    def settings_warning(self) -> str | None:
+        return self.engine.settings_warning
+
+    @property
+    def voice_name(self) -> str | None:
+        return self.engine.voice_name
+
+    @property
+    def voice_info(self):
+        return self.engine.voice_info
+
+    def resolve_device(self, spec, kind: str):
+        """The listed device meant by ``spec`` (DeviceError if none)."""
+        return self.engine.resolve_device(spec, kind, self.devices)
+
     # ------------------------------------------------------------------ settings
     def gui_settings(self) -> dict[str, Any]:
         return self.engine.settings.gui
@@ -596,6 +534,7 @@ class EngineController(QObject):
             return
         self.fast_timer.stop()
         self.slow_timer.stop()
+        self.engine.set_pitch_view(False)
         self.wait_idle(timeout_s=15.0)
         self._closed = True
         self._jobs.shutdown(wait=True)

@@ -36,7 +36,7 @@ class ConvertDialog(QDialog):
         self.results: list | None = None
         self.resize(900, 440)
 
-        voice = controller.engine.voice_name or "none"
+        voice = controller.voice_name or "none"
         self.voice_label = QLabel(f"Voice: <b>{voice}</b> with its current settings.")
 
         self.table = QTableWidget(0, 3)

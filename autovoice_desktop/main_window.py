@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
@@ -23,19 +23,12 @@ from autovoice_desktop.import_dialog import ImportVoiceDialog, pick_model
 from autovoice_desktop.widgets.live_view import LiveView
 from autovoice_desktop.widgets.panels import PerformancePanel, StatusPanel
 from autovoice_desktop.widgets.param_control import NumberControl, make_control, make_label
+from engine.api import CHAIN_SPECS
 from engine.errors import DeviceError
-from engine.voices.base import ParamSpec
 
 DEFAULT_SPEC = "default"  # the engine resolves "default" to the system default device
 KIND_ROLE = Qt.UserRole + 1  # a voice item's kind ("builtin", "rvc", ...) beside its name in Qt.UserRole
 NO_MONITOR_SPEC = ""  # and "" (for the monitor) to no monitor at all
-
-CHAIN_SPECS = (
-    ParamSpec("gate_threshold_db", "Noise gate", -60.0, -100.0, 0.0, 1.0, "dB",
-              help="Input quieter than this is muted (room noise, keyboard). -100 dB turns the gate off."),
-    ParamSpec("input_gain_db", "Input gain", 0.0, -40.0, 40.0, 0.5, "dB", help="Gain before the voice."),
-    ParamSpec("output_gain_db", "Output gain", 0.0, -40.0, 40.0, 0.5, "dB", help="Gain after the voice."),
-)
 
 
 def routing_hint() -> str:
@@ -92,7 +85,6 @@ class MainWindow(QMainWindow):
     def __init__(self, controller: EngineController, parent: QWidget | None = None):
         super().__init__(parent)
         self.controller = controller
-        self.engine = controller.engine
         self.setWindowTitle("AutoVoice")
         self.setObjectName("mainWindow")
         self.param_controls: dict[str, object] = {}
@@ -112,8 +104,8 @@ class MainWindow(QMainWindow):
         controller.refresh_voices()
         controller.load_saved_voice()
         controller.poll_slow()
-        if self.engine.settings_warning:
-            self.show_error(self.engine.settings_warning)
+        if self.controller.settings_warning:
+            self.show_error(self.controller.settings_warning)
 
     # ------------------------------------------------------------------ building
     def _build_actions(self) -> None:
@@ -434,8 +426,8 @@ class MainWindow(QMainWindow):
         self.advanced_toggle.setChecked(bool(gui.get("advanced_open", False)))
         if not gui.get("routing_hint_dismissed"):
             self.hint_banner.show_text(routing_hint())
-        self._sync_chain(self.engine.settings.chain)
-        self._sync_audio(self.engine.settings.audio)
+        self._sync_chain(self.controller.settings.chain)
+        self._sync_audio(self.controller.settings.audio)
 
     # ------------------------------------------------------------------ messages
     def show_error(self, message: str) -> None:
@@ -451,7 +443,7 @@ class MainWindow(QMainWindow):
         self.controller.save_gui_settings(routing_hint_dismissed=True)
 
     def _about(self) -> None:
-        from engine import __version__
+        from engine.api import __version__
 
         QMessageBox.about(self, "About AutoVoice",
                           f"<b>AutoVoice {__version__}</b><p>A real-time voice changer: built-in voices and "
@@ -503,7 +495,7 @@ class MainWindow(QMainWindow):
             text = "Running"
         else:
             text = "Stopped"
-        if self.engine.settings.chain.bypass:
+        if self.controller.settings.chain.bypass:
             text += " (bypassed)"
         if self.state_label.text() != text:
             self.state_label.setText(text)
@@ -537,7 +529,7 @@ class MainWindow(QMainWindow):
             self.status_panel.set_devices_problem(None)
             for c in (self.input_combo, self.output_combo, self.monitor_combo):
                 c.setEnabled(True)
-        self._sync_audio(self.engine.settings.audio)
+        self._sync_audio(self.controller.settings.audio)
         self._update_start_enabled()
 
     def _devices_unavailable(self, message: str) -> None:
@@ -555,9 +547,7 @@ class MainWindow(QMainWindow):
             return
         target = None
         try:
-            from engine.io.devices import resolve_device
-
-            target = resolve_device(spec, kind, self.controller.devices).label
+            target = self.controller.resolve_device(spec, kind).label
         except (DeviceError, ValueError):
             target = None
         i = combo.findData(target) if target else -1
@@ -587,17 +577,15 @@ class MainWindow(QMainWindow):
         if snap is not None and snap.running and snap.sample_rate:
             text = f"{snap.sample_rate} Hz"
         else:
-            audio = audio or self.engine.settings.audio
+            audio = audio or self.controller.settings.audio
             if audio.sample_rate:
                 text = f"{audio.sample_rate} Hz"
             else:
                 spec = self.output_combo.currentData()
                 dev = None
                 try:
-                    from engine.io.devices import resolve_device
-
                     if self.controller.devices:
-                        dev = resolve_device(None if spec == DEFAULT_SPEC else spec, "output", self.controller.devices)
+                        dev = self.controller.resolve_device(None if spec == DEFAULT_SPEC else spec, "output")
                 except (DeviceError, ValueError):
                     dev = None
                 text = f"{dev.default_samplerate:.0f} Hz (the output's default)" if dev else "the output's default"
@@ -606,7 +594,7 @@ class MainWindow(QMainWindow):
 
     def _device_picked(self, key: str, combo: QComboBox) -> None:
         spec = combo.currentData()
-        if spec == getattr(self.engine.settings.audio, key):
+        if spec == getattr(self.controller.settings.audio, key):
             return
         self.controller.set_audio(**{key: spec})
 
@@ -619,7 +607,7 @@ class MainWindow(QMainWindow):
         self.crossfade_spin.setMaximum(min(100.0, block))
         changes = {"block_ms": block, "crossfade_ms": min(self.crossfade_spin.value(), block),
                    "prefill_ms": self.prefill_spin.value()}
-        audio = self.engine.settings.audio
+        audio = self.controller.settings.audio
         changes = {k: v for k, v in changes.items() if abs(getattr(audio, k) - v) > 1e-9}
         if changes:
             self.controller.set_audio(**changes)
@@ -638,7 +626,7 @@ class MainWindow(QMainWindow):
         # Tall enough for every voice up to a dozen; beyond that it scrolls.
         rows = min(max(len(voices), 4), 12)
         self.voice_list.setFixedHeight(rows * max(18, self.voice_list.sizeHintForRow(0)) + 6)
-        self._select_voice_item(self.engine.voice_name)
+        self._select_voice_item(self.controller.voice_name)
         self._update_remove_enabled()
 
     def _select_voice_item(self, name: str | None) -> None:
@@ -713,7 +701,7 @@ class MainWindow(QMainWindow):
             return
         where = f" Its copy in {info.path} is deleted; the" if info.path else " The"
         text = (f"Remove the voice '{name}'?{where} model file you imported it from is kept."
-                + (" AutoVoice switches to the default voice." if name == self.engine.voice_name else ""))
+                + (" AutoVoice switches to the default voice." if name == self.controller.voice_name else ""))
         answer = QMessageBox.question(self, "Remove voice", text, QMessageBox.Yes | QMessageBox.Cancel,
                                       QMessageBox.Cancel)
         if answer == QMessageBox.Yes:
@@ -739,8 +727,8 @@ class MainWindow(QMainWindow):
         self._update_state_label()
 
     def _voice_failed(self, name: str, message: str) -> None:
-        self._select_voice_item(self.engine.voice_name)
-        info = self.engine.voice_info
+        self._select_voice_item(self.controller.voice_name)
+        info = self.controller.voice_info
         self.voice_description.setText(info.description if info else "")
 
     def _build_params(self, info) -> None:
@@ -787,7 +775,7 @@ class MainWindow(QMainWindow):
         if self.convert_dialog is None:
             self.convert_dialog = ConvertDialog(self.controller, self)
         else:
-            voice = self.engine.voice_name or "none"
+            voice = self.controller.voice_name or "none"
             self.convert_dialog.voice_label.setText(f"Voice: <b>{voice}</b> with its current settings.")
         self.convert_dialog.show()
         self.convert_dialog.raise_()
@@ -800,6 +788,20 @@ class MainWindow(QMainWindow):
             splitter=bytes(self.splitter.saveState().toBase64()).decode("ascii"),
             advanced_open=self.advanced_toggle.isChecked(),
         )
+
+    # The pitch view costs CPU: the engine tracks pitch only while the window can be seen.
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.controller.set_view_visible(not self.isMinimized())
+
+    def hideEvent(self, event) -> None:
+        super().hideEvent(event)
+        self.controller.set_view_visible(False)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.WindowStateChange:
+            self.controller.set_view_visible(self.isVisible() and not self.isMinimized())
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._closing:

@@ -5,7 +5,7 @@ output port in the same process cycles, so played and recorded samples share one
 cross-correlation peak between them is the end-to-end delay in samples (device buffers, rings,
 block and look-ahead, all of it), to compare with the latency the engine reports.
 
-Usage (a JACK server must be running; see scripts/jack.sh):
+Usage (a JACK server must be running, e.g. `jackd --no-realtime -d dummy -r 48000 -p 256 &`):
     python benchmarks/jack_loopback.py --voice natural --seconds 6
 """
 
@@ -45,7 +45,7 @@ def measure(voice: str = "natural", seconds: float = 6.0, extra_args: list[str] 
     tmp = tempfile.mkdtemp(prefix="avbench-")
     env.setdefault("AUTOVOICE_CONFIG_DIR", tmp)
     stats = Path(tmp) / "stats.json"
-    cmd = [sys.executable, "-m", "engine.cli", "live", "--voice", voice, "--input", "system", "--output",
+    cmd = [sys.executable, "-m", "autovoice", "live", "--voice", voice, "--input", "system", "--output",
            "system", "--seconds", str(seconds + 3.0), "--stats-json", str(stats), "--gate", "-100"]
     proc = subprocess.Popen(cmd + (extra_args or []), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = jack.Client("avmeas", no_start_server=True)

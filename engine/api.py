@@ -1,4 +1,10 @@
-"""Engine: the one thing the GUI, the CLI and headless mode import.
+"""The one door into the engine: what the GUI, the CLI, the launcher and headless mode import.
+
+The fronts import ``engine.api``, ``engine.errors`` and ``engine.health`` and nothing deeper
+(tests/test_layers.py holds them to it). Everything they need is here: the :class:`Engine` for a
+running session, module functions for what needs no session (listing and installing voices,
+devices, ONNX export), and the plain data types they display (:class:`VoiceInfo`,
+:class:`ParamSpec`, :class:`DeviceInfo`, :class:`HealthSnapshot`, ...).
 
 Thread model:
 * callers (GUI thread, HTTP handlers, CLI) call Engine methods; those validate, build heavy objects
@@ -6,6 +12,12 @@ Thread model:
 * the worker thread (engine/stream/worker.py) runs the live Pipeline between hops;
 * the audio callbacks (engine/io/callbacks.py) only move samples between rings.
 Long work (loading a voice, converting files) returns a ``concurrent.futures.Future``.
+
+What persists: an Engine made with ``autosave=True`` (the desktop app, ``autovoice live``) writes
+the devices, the voice and its values, and the chain settings it is told to use; one made with
+``autosave=False`` (``autovoice convert``, ``autovoice serve`` and its API) never writes settings,
+and one-off overrides given to :meth:`Engine.convert_files`, :meth:`Engine.voice_for` or
+:meth:`Engine.params_for` never change the saved values in any case.
 """
 
 from __future__ import annotations
@@ -21,30 +33,105 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from engine.config import AppSettings, AudioConfig, ChainConfig
+from engine import __version__
+from engine.config import (
+    CHAIN_SPECS,
+    DEFAULT_VOICE,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
+    AppSettings,
+    AudioConfig,
+    ChainConfig,
+)
 from engine.errors import AutoVoiceError, ConfigError, DeviceError, VoiceError
+from engine.health.collect import collect
 from engine.health.snapshot import HealthSnapshot
 from engine.io.devices import DeviceInfo, list_devices, resolve_device
-from engine.offline.convert import ConvertResult, convert_file, output_path_for
+from engine.io.portaudio import portaudio_wedged
+from engine.offline.convert import ConvertResult, convert_file, convert_signal, output_path_for
+from engine.offline.files import READ_EXTENSIONS, read_audio
+from engine.params import ParamSpec, default_params, reload_keys, resolve_params
 from engine.pipeline import Pipeline, hop_for
 from engine.settings import SettingsStore
+from engine.stream.pitch_view import PITCH_HOP_S, VIEW_SECONDS, PitchView
 from engine.stream.realtime import RealtimeStream
 from engine.stream.worker import LiveChain, Worker
-from engine.voices.base import Voice, VoiceInfo, default_params
-from engine.voices.registry import RELOAD_PARAMS, get_info, list_voices, load_voice
+from engine.voices import install as _install
+from engine.voices.base import Voice, VoiceInfo
+from engine.voices.cache import VoiceCache
+from engine.voices.registry import check_voice_name, get_info, load_voice
+from engine.voices.registry import list_voices as _list_voices
+
+__all__ = [
+    "CHAIN_SPECS", "DEFAULT_VOICE", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "PITCH_HOP_S", "READ_EXTENSIONS",
+    "VIEW_SECONDS", "AppSettings", "AudioConfig", "ChainConfig", "ConvertResult", "DeviceInfo", "Engine",
+    "HealthSnapshot", "ParamSpec", "Voice", "VoiceInfo", "__version__", "convert_signal", "export_onnx",
+    "import_voice", "list_devices", "list_voices", "portaudio_wedged", "read_audio", "remove_voice",
+    "resolve_device", "voice_info",
+]
 
 log = logging.getLogger(__name__)
 
 
+# ---------------------------------------------------------------------- no session needed
+def list_voices(data_dir: Path | None = None) -> list[VoiceInfo]:
+    """Built-in voices, then installed ones."""
+    return _list_voices(data_dir)
+
+
+def voice_info(name: str, data_dir: Path | None = None) -> VoiceInfo:
+    """One voice's description (VoiceNotFound in one sentence for an unknown name)."""
+    return get_info(name, data_dir)
+
+
+def import_voice(model: str | Path, index: str | Path | None = None, name: str | None = None,
+                 data_dir: Path | None = None) -> VoiceInfo:
+    """Verify an RVC model (and its index) and install it as a voice; nothing is installed on refusal."""
+    return _install.import_voice(Path(model), index=Path(index) if index else None, name=name, base=data_dir)
+
+
+def remove_voice(name: str, data_dir: Path | None = None, store: SettingsStore | None = None) -> None:
+    """Uninstall a voice and forget its saved settings (they must not apply to a different model
+    imported later under the same name)."""
+    try:
+        _install.remove_voice(name, base=data_dir)
+    except OSError as exc:  # e.g. a file still open elsewhere
+        raise VoiceError(f"Could not remove voice '{name}' ({exc.strerror}); close programs that use its "
+                         "files and try again.") from None
+    store = store if store is not None else SettingsStore()
+    settings = store.load()
+    if settings.voice_params.pop(name, None) is not None:
+        store.save(settings)
+
+
+def export_onnx(model: str | Path, output: str | Path | None = None) -> tuple[Path, float]:
+    """Export an RVC .pth to ONNX, checked against the .pth: (path written, largest difference)."""
+    try:
+        from engine.voices.rvc.export import export_onnx_checked
+    except ImportError as exc:
+        raise AutoVoiceError(
+            f"ONNX export needs the neural extras ({exc.name} is missing); run: pip install 'autovoice[neural]'."
+        ) from None
+    return export_onnx_checked(model, output)
+
+
 def _accelerator() -> dict[str, Any]:
     try:
-        from engine.devices import describe_accelerator
-    except ImportError:
-        return {"available": False, "name": None, "device_count": 0}
-    try:
+        from engine.accelerators import describe_accelerator
+
         return describe_accelerator()
     except Exception:  # noqa: BLE001 - health must answer even if the GPU stack is broken
         return {"available": False, "name": None, "device_count": 0}
+
+
+class _NoStore:
+    """A settings store that writes nothing, for an Engine that must not persist."""
+
+    def load(self) -> AppSettings:
+        return AppSettings()
+
+    def save(self, settings: AppSettings) -> None:
+        pass
 
 
 class Engine:
@@ -75,14 +162,15 @@ class Engine:
         self.last_error: str | None = None
         self.device_error: str | None = None  # the last device problem, separate from voice errors
         self._accel = _accelerator()
+        self._cache = VoiceCache(data_dir)
+        # NB: the view's thread calls these two through the instance, never touching the worker's state.
+        self.pitch_view = PitchView(lambda seconds: self.recent_audio(seconds), lambda: self.running)
         if load_default_voice:
             try:
                 self.load_voice(self.settings.voice).result()
             except AutoVoiceError as exc:
                 # A saved voice that no longer exists (deleted model): fall back to the default.
                 self.last_error = str(exc)
-                from engine.config import DEFAULT_VOICE
-
                 self.load_voice(DEFAULT_VOICE).result()
 
     # ------------------------------------------------------------------ settings
@@ -100,6 +188,33 @@ class Engine:
     # ------------------------------------------------------------------ voices
     def list_voices(self) -> list[VoiceInfo]:
         return list_voices(self.data_dir)
+
+    def info_for(self, name: str | None = None) -> VoiceInfo:
+        """A voice's description: ``name``, else the current voice, else the saved one."""
+        name = self.default_voice_name() if name in (None, "") else name
+        check_voice_name(name)
+        return get_info(name, self.data_dir)
+
+    def default_voice_name(self) -> str:
+        """What a conversion that names no voice uses: the loaded voice, else the saved one."""
+        return self.voice_name or self.settings.voice
+
+    def import_voice(self, model: str | Path, index: str | Path | None = None, name: str | None = None) -> VoiceInfo:
+        """Install a model as a voice (seconds: call off a GUI thread); see :func:`import_voice`."""
+        info = import_voice(model, index=index, name=name, data_dir=self.data_dir)
+        self._cache.forget(info.name)
+        return info
+
+    def remove_voice(self, name: str) -> bool:
+        """Uninstall a voice and forget its settings. If it is the current voice, the engine first
+        switches to the default voice (so nothing still uses its files). True if it switched."""
+        switched = self.voice_name == name
+        if switched:
+            self.load_voice(DEFAULT_VOICE).result()
+        remove_voice(name, data_dir=self.data_dir, store=self.store if self.autosave else _NoStore())
+        self._cache.forget(name)
+        self.settings.voice_params.pop(name, None)
+        return switched
 
     @property
     def voice_name(self) -> str | None:
@@ -119,26 +234,28 @@ class Engine:
                     pass  # a stale saved value falls back to the default
         return params
 
-    def loaded_voice_for(self, name: str, params: dict[str, Any]) -> Voice | None:
-        """The loaded voice if it is ``name`` and was built with the same ``RELOAD_PARAMS`` as
-        ``params`` would need (other settings apply per conversion); else None."""
-        voice = self.voice
-        if voice is None or self.voice_name != name:
-            return None
-        saved = self.voice_params(name)
-        return voice if all(params.get(k) == saved.get(k) for k in RELOAD_PARAMS) else None
-
     @staticmethod
     def validate_params(info: VoiceInfo, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` checked against the voice's settings (ConfigError in one sentence)."""
-        specs = {s.name: s for s in info.params}
-        out = {}
-        for key, value in params.items():
-            if key not in specs:
-                known = ", ".join(specs) or "none"
-                raise ConfigError(f"Voice '{info.name}' has no setting '{key}'; its settings are: {known}.")
-            out[key] = specs[key].validate(value)
-        return out
+        """``params`` (names or aliases such as ``transpose``) checked against the voice's settings:
+        canonical names -> valid values, or ConfigError in one sentence. The one check at the edge."""
+        return resolve_params(info.params, params, f"Voice '{info.name}'")
+
+    def params_for(self, name: str | None, overrides: dict[str, Any] | None = None) -> tuple[VoiceInfo, dict[str, Any]]:
+        """A one-off conversion's voice and values: the saved values with ``overrides`` validated on
+        top (nothing is saved). An unknown name raises VoiceNotFound; a malformed one VoiceError."""
+        info = self.info_for(name)
+        return info, {**self.voice_params(info.name), **self.validate_params(info, overrides or {})}
+
+    def voice_for(self, info: VoiceInfo, params: dict[str, Any]) -> Voice:
+        """A loaded voice for a conversion with ``params`` (from :meth:`params_for`): the live one if
+        it was built with the same reloading settings, else one from a small cache (may take
+        seconds for a neural model: call off any event loop)."""
+        voice = self.voice
+        if voice is not None and self.voice_name == info.name:
+            saved = self.voice_params(info.name)
+            if all(params.get(k) == saved.get(k) for k in reload_keys(info.params)):
+                return voice
+        return self._cache.get(info, params)
 
     def load_voice(self, name: str, params: dict[str, Any] | None = None) -> Future:
         """Load (and warm up) a voice off the caller's thread; it replaces the current one at a hop boundary."""
@@ -173,18 +290,24 @@ class Engine:
         return fut
 
     def _warm_up(self, voice: Voice) -> float:
-        """Run the voice on a few blocks of noise (lazy init, caches); return ms per block of the slowest warm call."""
+        """Run the conversion pipeline that conversions and streams build around the voice on a few
+        blocks of noise (lazy init, caches) and check what it returns; return ms per block of the
+        slowest warm call. A voice that fails here is never swapped in."""
         hop = hop_for(voice, 10.0)
-        state = voice.init_state()
+        pipe = Pipeline(voice, hop, chain=replace(self.settings.chain, bypass=False),
+                        params=default_params(voice.param_specs))
+        state = pipe.init_state()
         rng = np.random.default_rng(0)
-        x = (0.01 * rng.standard_normal(hop)).astype(np.float32)
-        params = default_params(voice.param_specs)
-        _, state = voice.process(x, state, params)  # the first call pays one-off costs
         worst = 0.0
-        for _ in range(2):
+        for i in range(3):  # the first call pays one-off costs and is not timed
+            x = (0.05 * rng.standard_normal(hop)).astype(np.float32)
             t0 = time.perf_counter()
-            _, state = voice.process(x, state, params)
-            worst = max(worst, 1000.0 * (time.perf_counter() - t0))
+            y, state = pipe.process(x, state)
+            if i:
+                worst = max(worst, 1000.0 * (time.perf_counter() - t0))
+            if y.shape != x.shape or not np.all(np.isfinite(y)):
+                raise VoiceError(f"Voice '{voice.name}' failed its warm-up (it returned {y.shape[0]} samples, some not "
+                                 f"finite, for {x.shape[0]}); reinstall the voice or report the problem.")
         return worst
 
     def set_params(self, **params: Any) -> dict[str, Any]:
@@ -198,7 +321,7 @@ class Engine:
             merged = self.voice_params()
             self._post_to_pipeline(lambda p: setattr(p, "params", {**p.params, **merged}))
             self.save_settings()
-            if any(k in RELOAD_PARAMS and before.get(k) != merged.get(k) for k in clean):
+            if any(k in reload_keys(self.voice_info.params) and before.get(k) != merged.get(k) for k in clean):
                 # Block/context sizes shape a neural voice's buffers: rebuild it off-thread; the old one
                 # keeps playing until the new one is swapped in.
                 self.load_voice(self.voice_info.name)
@@ -283,6 +406,10 @@ class Engine:
     @property
     def running(self) -> bool:
         return self.stream is not None and self.worker.chain is not None
+
+    def resolve_device(self, spec: str | int | None, kind: str, devices: list[DeviceInfo] | None = None) -> DeviceInfo:
+        """The device meant by ``spec`` (a number, part of a name, None/"default"), or DeviceError."""
+        return resolve_device(spec, kind, devices)
 
     def devices(self, refresh: bool = False) -> list[DeviceInfo]:
         """Audio devices. ``refresh`` re-scans, which PortAudio can only do with no stream open."""
@@ -427,70 +554,17 @@ class Engine:
 
     # ------------------------------------------------------------------ telemetry
     def snapshot(self) -> HealthSnapshot:
-        w = self.worker
-        chain = w.chain
-        now = time.monotonic()
-        comp = np.array(w.compute_ms, dtype=np.float64) if len(w.compute_ms) else np.zeros(1)
-        mean, p99 = float(comp.mean()), float(np.percentile(comp, 99))
-        stream = chain.stream if chain else None
-        audio = self.settings.audio
-        if chain is not None:
-            algo, buf = chain.latency_ms()
-            block_ms = 1000.0 * stream.burst_frames / stream.sample_rate  # what one voice call covers
-            dev_ms = stream.device_latency_ms
-        else:
-            block_ms = audio.block_ms
-            look = (self.voice.latency_samples / self.voice.sample_rate * 1000.0) if self.voice else 0.0
-            algo, buf, dev_ms = block_ms + look, audio.prefill_ms, 0.0
-        load = p99 / block_ms if block_ms else 0.0
-        suggestion = None
-        if chain is not None and len(w.compute_ms) >= 20 and load > 0.9:
-            fit = int(np.ceil(p99 / 0.7 / 5.0) * 5)
-            suggestion = (
-                f"Conversion takes {p99:.1f} ms per {block_ms:.0f} ms block (p99), too slow for real time: "
-                f"raise the block size to about {fit} ms or choose a lighter voice."
-            )
-        counters = stream.counters if stream else None
-        return HealthSnapshot(
-            time=time.time(),
-            uptime_s=now - self._started,
-            worker_alive=w.alive,
-            worker_heartbeat_age_s=now - w.heartbeat,
-            voice_name=self.voice_name,
-            voice_kind=self.voice_info.kind if self.voice_info else None,
-            voice_loaded=self.voice is not None,
-            warmed_up=self.warmed_up,
-            voice_loading=self._loading > 0,
-            gpu_available=bool(self._accel.get("available")),
-            gpu_name=self._accel.get("name"),
-            running=chain is not None,
-            devices_ok=self.device_error is None or chain is not None,
-            input_device=stream.input_device.label if stream else None,
-            output_device=stream.output_device.label if stream else None,
-            monitor_device=stream.monitor_device.label if stream and stream.monitor_device else None,
-            sample_rate=stream.sample_rate if stream else None,
-            voice_sample_rate=self.voice.sample_rate if self.voice else None,
-            last_error=self.last_error,
-            block_ms=block_ms,
-            algorithmic_latency_ms=algo,
-            buffer_latency_ms=buf,
-            device_latency_ms=dev_ms,
-            total_latency_ms=algo + buf + dev_ms,
-            compute_ms_mean=mean,
-            compute_ms_p99=p99,
-            compute_load=load,
-            input_level_db=w.input_level_db if chain else -120.0,
-            output_level_db=w.output_level_db if chain else -120.0,
-            blocks_processed=w.blocks_processed,
-            late_blocks=w.late_blocks,
-            input_overflows=stream.in_ring.dropped_frames if stream else 0,
-            output_underflows=stream.out_ring.underflow_events if stream else 0,
-            output_underflow_frames=stream.out_ring.underflow_frames if stream else 0,
-            device_xruns=(counters.device_xruns + stream.mon_counters.device_xruns) if stream else 0,
-            latency_corrections=w.latency_corrections,
-            nonfinite_blocks=chain.state.nonfinite_blocks if chain else 0,
-            suggestion=suggestion,
-        )
+        return collect(worker=self.worker, voice=self.voice, voice_info=self.voice_info, audio=self.settings.audio,
+                       accelerator=self._accel, started_at=self._started, loading=self._loading > 0,
+                       warmed_up=self.warmed_up, last_error=self.last_error, device_error=self.device_error)
+
+    def set_pitch_view(self, on: bool) -> None:
+        """Track the pitch of the live input and output for a display (off while nobody looks)."""
+        self.pitch_view.enable(on)
+
+    def pitch_tracks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(input, output) pitch in Hz, one value per PITCH_HOP_S over VIEW_SECONDS, NaN where unvoiced."""
+        return self.pitch_view.tracks()
 
     def accelerator(self) -> dict[str, Any]:
         return dict(self._accel)
@@ -513,29 +587,33 @@ class Engine:
         params: dict[str, Any] | None = None,
         progress: Callable[[int, float], None] | None = None,
         cancel: threading.Event | None = None,
+        chain: dict[str, Any] | None = None,
     ) -> Future:
         """Convert files with a voice (the current one by default); Future of list[ConvertResult].
 
+        ``params`` and ``chain`` (gains, gate) apply to these files only and are never saved.
         ``progress(file_index, fraction)``; results for files that failed are AutoVoiceError objects
         in the list, so one bad file does not lose the others.
         """
         inputs = [Path(p) for p in inputs]
         out = Path(output)
-        name = voice or self.voice_name
-        info = get_info(name, self.data_dir)
-        merged = {**self.voice_params(name), **self.validate_params(info, params or {})}
+        info, merged = self.params_for(voice, params)
+        name = info.name
+        try:
+            chain_cfg = replace(self.settings.chain, **(chain or {}), bypass=False).validated()
+        except TypeError as exc:
+            raise ConfigError(f"Unknown chain setting ({exc}).") from None
         many = len(inputs) > 1
         if many or out.is_dir():
             out.mkdir(parents=True, exist_ok=True)
-        chain = replace(self.settings.chain, bypass=False)
 
         def job() -> list[ConvertResult | AutoVoiceError]:
-            v = self.loaded_voice_for(name, merged) or load_voice(name, self.data_dir, merged)
+            v = self.voice_for(info, merged)
             results: list[ConvertResult | AutoVoiceError] = []
             for i, src in enumerate(inputs):
                 dst = output_path_for(src, out, name, many)
                 try:
-                    results.append(convert_file(src, dst, v, merged, chain,
+                    results.append(convert_file(src, dst, v, merged, chain_cfg,
                                                 progress=(lambda f, i=i: progress(i, f)) if progress else None,
                                                 cancel=cancel))
                 except AutoVoiceError as exc:
@@ -547,7 +625,16 @@ class Engine:
         return self._executor.submit(job)
 
     # ------------------------------------------------------------------ shutdown
+    def convert_audio(self, x: np.ndarray, sample_rate: int, info: VoiceInfo, params: dict[str, Any],
+                      cancel: threading.Event | None = None) -> np.ndarray:
+        """Convert mono ``x`` (n,) at ``sample_rate`` with a voice and values from :meth:`params_for`:
+        (n,) float32, time-aligned, at the same rate. Runs on the caller's thread."""
+        voice = self.voice_for(info, params)
+        chain = replace(self.settings.chain, bypass=False)
+        return convert_signal(x, sample_rate, voice, params=params, chain=chain, cancel=cancel)
+
     def close(self) -> None:
+        self.pitch_view.close()
         try:
             self.stop()
         except Exception:  # noqa: BLE001

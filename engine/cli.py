@@ -1,7 +1,9 @@
-"""The ``autovoice`` command.
+"""The ``autovoice`` command line: its parser, and the commands that run in a terminal.
 
-Every user mistake ends in one sentence on stderr and exit status 1 (2 for a malformed command
-line); tracebacks are only shown with ``--debug``.
+A front: it talks to ``engine.api`` only. The launcher (``autovoice.py`` at the top of the tree)
+parses with :func:`build_parser` and sends ``gui`` to the desktop app, ``serve`` to the headless
+server and everything else to :func:`run`; :func:`guarded` turns every user mistake into one
+sentence on stderr and exit status 1 (2 for a malformed command line; tracebacks only with ``--debug``).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable
 
-from engine import __version__
+from engine import api
 from engine.errors import AutoVoiceError
 
 
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autovoice",
         description="AutoVoice: a real-time voice changer. Without a command, opens the desktop app.",
     )
-    parser.add_argument("--version", action="version", version=f"autovoice {__version__}")
+    parser.add_argument("--version", action="version", version=f"autovoice {api.__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -112,11 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _voice_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The voice settings given on the command line, by the names users type (the voice's specs
+    resolve aliases such as ``transpose``)."""
     params: dict[str, Any] = {}
     if getattr(args, "transpose", None) is not None:
-        params["transpose_st"] = args.transpose
+        params["transpose"] = args.transpose
     if getattr(args, "formant", None) is not None:
-        params["formant_st"] = args.formant
+        params["formant"] = args.formant
     for item in getattr(args, "param", []) or []:
         if "=" not in item:
             raise AutoVoiceError(f"--param '{item}' must look like NAME=VALUE, e.g. index_rate=0.5.")
@@ -143,9 +147,7 @@ def _chain_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- commands
 def cmd_devices(args: argparse.Namespace) -> int:
-    from engine.io.devices import list_devices
-
-    devs = list_devices()
+    devs = api.list_devices()
     if args.json:
         print(json.dumps([d.to_dict() for d in devs], indent=2))
         return 0
@@ -163,31 +165,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 def cmd_voices(args: argparse.Namespace) -> int:
     if args.voices_command == "import":
-        from engine.voices.install import import_voice
-
-        info = import_voice(Path(args.model), index=Path(args.index) if args.index else None, name=args.name)
+        info = api.import_voice(args.model, index=args.index, name=args.name)
         print(f"Installed voice '{info.name}'. Use it with: autovoice live --voice \"{info.name}\"")
         return 0
     if args.voices_command == "remove":
-        from engine.voices.install import remove_voice
-
-        from engine.settings import SettingsStore
-
-        remove_voice(args.name)
-        # Its saved settings must not apply to a different model imported later under the same name.
-        store = SettingsStore()
-        settings = store.load()
-        if settings.voice_params.pop(args.name, None) is not None:
-            store.save(settings)
+        api.remove_voice(args.name)
         print(f"Removed voice '{args.name}'.")
         return 0
-    from engine.voices.registry import list_voices
-
-    voices = list_voices()
+    voices = api.list_voices()
     if args.json:
         print(json.dumps([
             {"name": v.name, "kind": v.kind, "description": v.description, "path": v.path,
-             "params": [s.__dict__ for s in v.params]} for v in voices], indent=2, default=list))
+             "params": [s.to_dict() for s in v.params]} for v in voices], indent=2))
         return 0
     width = max(len(v.name) for v in voices)
     for v in voices:
@@ -195,25 +184,18 @@ def cmd_voices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_engine(args: argparse.Namespace):
-    from engine.api import Engine
-
-    engine = Engine(load_default_voice=False)
+def _make_engine(autosave: bool) -> api.Engine:
+    engine = api.Engine(load_default_voice=False, autosave=autosave)
     if engine.settings_warning:
         print(f"warning: {engine.settings_warning}", file=sys.stderr)
-    name = args.voice or engine.settings.voice
-    engine.load_voice(name, _voice_params(args)).result()
     return engine
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from engine.voices.registry import get_info
-
-    engine = _make_engine(args)
+    # A one-off run: the voice, its values and the chain given here apply to these files only and
+    # never change what the app or `autovoice live` restore next time.
+    engine = _make_engine(autosave=False)
     try:
-        changes = _chain_changes(args)
-        if changes:
-            engine.set_chain(**changes)
         inputs = [Path(p) for p in args.inputs]
         out = Path(args.output)
         if len(inputs) > 1 and out.exists() and not out.is_dir():
@@ -235,9 +217,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             b = bars[i]
             b.update(int(frac * 100) - b.n)
 
-        get_info(engine.voice_name)
         cancel = threading.Event()
-        fut = engine.convert_files(inputs, out, progress=progress, cancel=cancel)
+        fut = engine.convert_files(inputs, out, voice=args.voice, params=_voice_params(args), progress=progress,
+                                   cancel=cancel, chain=_chain_changes(args))
         try:
             results = fut.result()
         except KeyboardInterrupt:
@@ -275,7 +257,9 @@ def _readout(s) -> str:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
-    engine = _make_engine(args)
+    # A live session is remembered, as in the app: devices, voice, its values and the chain.
+    engine = _make_engine(autosave=True)
+    engine.load_voice(args.voice or engine.settings.voice, _voice_params(args)).result()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -319,68 +303,29 @@ def cmd_live(args: argparse.Namespace) -> int:
         engine.close()
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from engine.server.app import serve
-    except ImportError as exc:
-        raise AutoVoiceError(
-            f"Headless mode needs the server extras ({exc.name} is missing); run: pip install 'autovoice[server]'."
-        ) from None
-    return serve(args)
-
-
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    try:
-        from engine.voices.rvc.export import export_onnx_cli
-    except ImportError as exc:
-        raise AutoVoiceError(
-            f"ONNX export needs the neural extras ({exc.name} is missing); run: pip install 'autovoice[neural]'."
-        ) from None
-    return export_onnx_cli(args)
+    dst, diff = api.export_onnx(args.model, args.output)
+    print(f"Wrote {dst} (RVC ONNX contract). Largest difference from the .pth model on a test input: {diff:.1e} "
+          f"(full scale 1.0).")
+    return 0
 
 
-def _display_problem() -> str | None:
-    """On Linux, why Qt could not open a window (it would abort the process), or None if it can."""
-    if not sys.platform.startswith("linux"):
-        return None
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform and not platform.startswith("xcb"):
-        return None  # offscreen, wayland, eglfs...: the user chose
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return ("No display was found (DISPLAY is not set), so the desktop app cannot open; use "
-                "'autovoice live' or 'autovoice convert' in this terminal, or 'autovoice serve' for headless mode.")
-    if not os.environ.get("WAYLAND_DISPLAY") or platform.startswith("xcb"):
-        import ctypes.util
-
-        if ctypes.util.find_library("xcb-cursor") is None:
-            return ("Qt needs the library libxcb-cursor0 to open a window on X11; install it "
-                    "(sudo apt-get install libxcb-cursor0) and run autovoice again.")
-    return None
+COMMANDS = {"devices": cmd_devices, "voices": cmd_voices, "live": cmd_live, "convert": cmd_convert,
+            "export-onnx": cmd_export_onnx}
 
 
-def cmd_gui(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    problem = _display_problem()
-    if problem:
-        if args.command is None:
-            parser.print_help()
-            print(file=sys.stderr)
-        raise AutoVoiceError(problem)
-    try:
-        from autovoice_desktop.app import main as gui_main
-    except ImportError as exc:
-        if args.command == "gui":
-            raise AutoVoiceError(
-                f"The desktop app is not available ({exc.name} is missing); run: pip install 'autovoice[gui]'."
-            ) from None
-        parser.print_help()
-        return 0
-    return gui_main()
+def run(args: argparse.Namespace) -> int:
+    """Run one of the terminal commands (see COMMANDS)."""
+    return COMMANDS[args.command](args)
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
 
 
 def _exit_code(code: int) -> int:
-    from engine.stream.realtime import portaudio_wedged
-
-    if portaudio_wedged():
+    if api.portaudio_wedged():
         # A vanished device left PortAudio stuck; its exit handler would hang the process forever.
         sys.stdout.flush()
         sys.stderr.flush()
@@ -388,19 +333,10 @@ def _exit_code(code: int) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    handlers = {
-        "devices": cmd_devices, "voices": cmd_voices, "live": cmd_live, "convert": cmd_convert,
-        "serve": cmd_serve, "export-onnx": cmd_export_onnx,
-    }
+def guarded(fn: Callable[[], int], args: argparse.Namespace) -> int:
+    """Run a command: its exit status, or one sentence on stderr for what went wrong."""
     try:
-        if args.command in (None, "gui"):
-            return _exit_code(cmd_gui(args, parser))
-        return _exit_code(handlers[args.command](args))
+        return _exit_code(fn())
     except AutoVoiceError as exc:
         print(f"autovoice: error: {exc}", file=sys.stderr)
         return 1
@@ -412,7 +348,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"autovoice: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details "
               "and please report it)", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

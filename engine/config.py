@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.params import ParamSpec, resolve_params
 
 #: Sample rates a device or file may run at. Outside this, conversion quality or the resamplers
 #: break down, so we refuse early with a sentence instead of producing garbage.
@@ -68,6 +69,18 @@ class AudioConfig:
         return replace(self, **changes).validated()
 
 
+#: The chain's settings as user-facing controls: their one home (ranges, steps, help); the GUI
+#: builds its controls from these and ChainConfig validates against them.
+CHAIN_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("gate_threshold_db", "Noise gate", -60.0, -100.0, 0.0, 1.0, "dB", aliases=("gate",),
+              help="Input quieter than this is muted (room noise, keyboard). -100 dB turns the gate off."),
+    ParamSpec("input_gain_db", "Input gain", 0.0, -40.0, 40.0, 0.5, "dB", aliases=("input_gain",),
+              help="Gain before the voice."),
+    ParamSpec("output_gain_db", "Output gain", 0.0, -40.0, 40.0, 0.5, "dB", aliases=("output_gain",),
+              help="Gain after the voice."),
+)
+
+
 @dataclass(frozen=True)
 class ChainConfig:
     """The processing around the voice, shared by every voice."""
@@ -78,22 +91,10 @@ class ChainConfig:
     bypass: bool = False
 
     def validated(self) -> "ChainConfig":
-        for name, lo, hi in (
-            ("input_gain_db", -40.0, 40.0),
-            ("output_gain_db", -40.0, 40.0),
-            ("gate_threshold_db", -100.0, 0.0),
-        ):
-            value = getattr(self, name)
-            try:
-                ok = lo <= float(value) <= hi
-            except (TypeError, ValueError, ArithmeticError):
-                ok = False
-            if not ok:
-                label = name.replace("_db", "").replace("_", " ")
-                raise ConfigError(f"The {label} must be between {lo:g} and {hi:g} dB, not {value!r}.")
+        clean = resolve_params(CHAIN_SPECS, {s.name: getattr(self, s.name) for s in CHAIN_SPECS}, "The chain")
         if not isinstance(self.bypass, bool):
             raise ConfigError(f"Bypass must be true or false, not {self.bypass!r}.")
-        return self
+        return replace(self, **clean)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,6 +23,10 @@ class VoiceError(AutoVoiceError):
     """An unknown voice, or a voice/model file that cannot be loaded."""
 
 
+class VoiceNotFound(VoiceError):
+    """A well-formed voice name that is not installed."""
+
+
 class ModelFormatError(VoiceError):
     """A model file that is not what it claims to be (wrong format, unsafe pickle, wrong keys)."""
 

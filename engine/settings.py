@@ -18,26 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from engine.config import AppSettings, AudioConfig, ChainConfig
 from engine.errors import AutoVoiceError
+from engine.paths import config_dir
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "AutoVoice"
 SCHEMA_VERSION = 1
-
-
-def config_dir() -> Path:
-    override = os.environ.get("AUTOVOICE_CONFIG_DIR")
-    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-
-
-def data_dir() -> Path:
-    """Where installed voices and model files live (``AUTOVOICE_DATA_DIR`` overrides)."""
-    override = os.environ.get("AUTOVOICE_DATA_DIR")
-    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -4,7 +4,7 @@ then latency returns to its budget instead of staying higher for good; on time, 
 import numpy as np
 
 from engine.ringbuffer import RingBuffer
-from engine.stream.worker import write_with_guard
+from engine.stream.worker import LatencyGuard
 
 CALLBACK = 256  # device period (frames)
 HOP = 480  # worker block (frames)
@@ -18,7 +18,7 @@ def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None):
     read off. Returns (delays per played block of content, underflow events, corrections)."""
     ring = RingBuffer(1 << 16, 1)
     ring.write(np.zeros(PREFILL, np.float32))
-    guard = [float("inf"), 0, 0, 0, 0]
+    guard = LatencyGuard(0, 0)
     corrections, arrived, k, pending, dropped = 0, 0, 0, [], 0
     played = np.zeros(CALLBACK, np.float32)
     delays = []
@@ -39,7 +39,7 @@ def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None):
                 dropped += HOP  # the input ring overwrote this block before the worker read it
                 continue
             block = (np.arange(j * HOP, (j + 1) * HOP) + 1).astype(np.float32)
-            corrections += write_with_guard(guard, ring, block, MARGIN, dropped)
+            corrections += guard.write(ring, block, MARGIN, dropped)
         pending.clear()
     return np.array(delays), ring.underflow_events, corrections
 

@@ -16,7 +16,7 @@ MALE = DATA / "freesound136777_davidbain_M_xmas.wav"
 
 def autovoice(*args, cwd=None):
     env = dict(os.environ)
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "autovoice", *map(str, args)], capture_output=True, text=True,
                           env=env, timeout=300, cwd=cwd)
 
 
@@ -197,7 +197,7 @@ def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path):
     sf.write(src, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000, subtype="PCM_16")
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "convert", str(src), "-o", str(out / "long.wav"),
+    proc = subprocess.Popen([sys.executable, "-m", "autovoice", "convert", str(src), "-o", str(out / "long.wav"),
                              "--voice", "deeper"], stderr=subprocess.PIPE, text=True)
     seen = ""
     while "1%" not in seen and proc.poll() is None:  # wait until the conversion itself is running

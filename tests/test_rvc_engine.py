@@ -19,7 +19,7 @@ FAST = ["--param", "f0_method=dsp", "--param", "block_ms=300", "--param", "extra
 
 
 def autovoice(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "autovoice", *map(str, args)], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ))
 
 

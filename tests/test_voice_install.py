@@ -13,7 +13,7 @@ from tests.rvc.tiny_models import write_malicious_pth, write_tiny_onnx, write_ti
 
 
 def autovoice(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "autovoice", *map(str, args)], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ))
 
 

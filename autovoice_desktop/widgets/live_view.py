@@ -10,7 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
-from autovoice_desktop.controller import PITCH_HOP_S, SCOPE_SECONDS, ScopeFrame, pitch_available
+from autovoice_desktop.controller import SCOPE_SECONDS, ScopeFrame
+from engine.api import PITCH_HOP_S
 from autovoice_desktop.widgets.level_meter import LevelMeter
 
 WAVE_COLUMNS = 800  # min/max pairs drawn across the waveform: about one per pixel column
@@ -97,10 +98,6 @@ class LiveView(QWidget):
         self.pitch_out = self.pitch.plot(pen=pg.mkPen(OUTPUT_COLOR, width=2), name="output", connect="finite")
         for w in (self.wave, self.pitch):  # after setLogMode, which resets the view: one time axis for both
             w.setXRange(-SCOPE_SECONDS, 0.0, padding=0.02)
-        self.pitch_note = QLabel("")
-        self.pitch_note.setObjectName("hint")
-        if not pitch_available():
-            self.pitch_note.setText("Pitch view unavailable: this engine build has no pitch tracker.")
         n = int(round(SCOPE_SECONDS / PITCH_HOP_S))
         self._pitch_t = (np.arange(n) - (n - 1)) * PITCH_HOP_S
         self.last_f0_input: np.ndarray | None = None
@@ -111,9 +108,6 @@ class LiveView(QWidget):
         lay.addLayout(meters)
         lay.addWidget(self.wave, 1)
         lay.addWidget(self.pitch, 1)
-        lay.addWidget(self.pitch_note)
-        if pitch_available():
-            self.pitch_note.hide()
 
     def show_frame(self, frame: ScopeFrame) -> None:
         self.input_meter.set_level_db(frame.input_level_db)

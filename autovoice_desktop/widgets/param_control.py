@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel, QSlider, QToolButton, QWidget
 
-from engine.voices.base import ParamSpec
+from engine.api import ParamSpec
 
 
 def _decimals(step: float) -> int:

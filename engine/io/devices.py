@@ -3,7 +3,7 @@
 A device is named on the command line or in settings by its index or by a case-insensitive
 substring of its name (as in sounddevice's examples); a name that matches several devices is
 narrowed to an exact match, then to the default host API, before we give up and list the choices.
-Depends on nothing else in engine/ but errors.
+Depends on nothing else in engine/ but errors and io.portaudio.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.errors import DeviceError
+from engine.io.portaudio import portaudio_wedged
 
 
 def sounddevice():
@@ -75,8 +76,6 @@ def list_devices(refresh: bool = False) -> list[DeviceInfo]:
     """All devices PortAudio sees. ``refresh`` re-scans (PortAudio only rescans on re-init)."""
     sd = sounddevice()
     if refresh:
-        from engine.stream.realtime import portaudio_wedged
-
         if portaudio_wedged():
             raise DeviceError(
                 "An audio device vanished while in use and the audio system has not let go of it; "

@@ -24,21 +24,10 @@ from engine.config import AudioConfig
 from engine.errors import DeviceError
 from engine.io.callbacks import CallbackCounters, DuplexSide, InputSide, OutputSide
 from engine.io.devices import DeviceInfo, sounddevice
+from engine.io.portaudio import close_in_background
 from engine.ringbuffer import RingBuffer
 
 RING_SECONDS = 2.0
-
-_closing_threads: list[threading.Thread] = []
-
-
-def portaudio_wedged() -> bool:
-    """True while a stream close is still stuck inside PortAudio (a vanished device or server).
-
-    Then PortAudio's own exit handler (Pa_Terminate, run by sounddevice at interpreter exit) would
-    block too, so front-ends leave with ``os._exit`` after flushing their output.
-    """
-    return any(t.is_alive() for t in _closing_threads)
-
 
 class RealtimeStream:
     def __init__(
@@ -180,11 +169,7 @@ class RealtimeStream:
         PortAudio's abort can block forever when the device or sound server has vanished
         (seen with a killed JACK server); the worker and control threads must never hang on it.
         """
-        t = threading.Thread(target=self.close, name="autovoice-stream-close", daemon=True)
-        _closing_threads.append(t)
-        t.start()
-        t.join(wait_s)
-        return not t.is_alive()
+        return close_in_background(self.close, wait_s)
 
     def close(self) -> None:
         with self._close_lock:

@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -35,7 +36,7 @@ from engine.stream.realtime import RealtimeStream
 log = logging.getLogger(__name__)
 
 STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device went away
-GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see write_with_guard)
+GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see LatencyGuard)
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
 HISTORY_SECONDS = 4.0
 
@@ -67,6 +68,31 @@ class History:
         return np.roll(self.buf, -end)[len(self.buf) - n :].copy()
 
 
+@dataclass
+class SwapFade:
+    """The voice that was playing before a swap: it stays audible until the new voice's look-ahead
+    has passed, then crossfades out over one hop (see Worker._process)."""
+
+    pipeline: Pipeline
+    state: PipelineState
+    done_samples: int = 0  # samples processed since the swap
+
+
+@dataclass
+class StallWatch:
+    """When the device callbacks were last seen advancing; a stream whose callbacks stop for
+    STALL_TIMEOUT_S while it claims to run has lost its device."""
+
+    calls: int = -1
+    seen_at: float = 0.0
+
+    def stalled(self, calls: int, now: float, started_at: float) -> bool:
+        if calls != self.calls:
+            self.calls, self.seen_at = calls, now
+            return False
+        return now - self.seen_at > STALL_TIMEOUT_S and now - started_at > STALL_TIMEOUT_S
+
+
 class LiveChain:
     """Everything the worker needs for one running stream; built by the engine, used by the worker only."""
 
@@ -77,24 +103,23 @@ class LiveChain:
         self.hop_dev = stream.hop_frames
         self.in_block = np.zeros((self.hop_dev, stream.in_channels), dtype=np.float32)
         self.bridge = HopBridge(stream.sample_rate, pipeline.sample_rate, pipeline.hop_samples)
-        # Old voice after a swap: [pipeline, state, samples processed since the swap]; it keeps
-        # playing until the new voice's look-ahead has passed, then crossfades out (see _process).
-        self.fade_from: list | None = None
+        self.fade_from: SwapFade | None = None
         self.in_history = History(pipeline.sample_rate)
         self.out_history = History(pipeline.sample_rate)
-        # Per output ring (main, monitor): see write_with_guard.
+        # One per output ring (main, monitor).
         mon_uf = stream.mon_ring.underflow_frames if stream.mon_ring else 0
-        self.guards = [[float("inf"), 0, stream.out_ring.underflow_frames, stream.in_ring.dropped_frames, 0],
-                       [float("inf"), 0, mon_uf, stream.in_ring.dropped_frames, 0]]
+        self.guards = (LatencyGuard(stream.out_ring.underflow_frames, stream.in_ring.dropped_frames),
+                       LatencyGuard(mon_uf, stream.in_ring.dropped_frames))
+        self.stall = StallWatch()
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
         if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
-            if self.fade_from is not None and self.fade_from[2] < self.pipeline.latency_samples:
+            if self.fade_from is not None and self.fade_from.done_samples < self.pipeline.latency_samples:
                 # Swapped again before the previous new voice was heard (arrowing through the
                 # list): keep fading from the voice that is still audible, skip the one in between.
-                self.fade_from[2] = 0
+                self.fade_from.done_samples = 0
             else:
-                self.fade_from = [self.pipeline, self.state, 0]
+                self.fade_from = SwapFade(self.pipeline, self.state)
         else:
             self.fade_from = None
             self.bridge = HopBridge(self.stream.sample_rate, pipeline.sample_rate, pipeline.hop_samples)
@@ -136,7 +161,7 @@ class Worker:
         self.latency_corrections = 0
         self.input_level_db = -120.0
         self.output_level_db = -120.0
-        self.compute_ms.clear() if hasattr(self, "compute_ms") else None
+        self.compute_ms.clear()
 
     def call(self, fn: Callable[["Worker"], Any], timeout_s: float = 5.0) -> Any:
         """Run ``fn(worker)`` on the worker thread between hops and return its result."""
@@ -197,10 +222,7 @@ class Worker:
         if s.finished_unexpectedly or not s.active:
             self._fail(self._device_message(chain))
             return True
-        calls = s.counters.input_callbacks + s.counters.output_callbacks
-        if calls != getattr(chain, "_last_calls", -1):
-            chain._last_calls, chain._last_call_time = calls, now
-        elif now - getattr(chain, "_last_call_time", now) > STALL_TIMEOUT_S and now - s.started_at > STALL_TIMEOUT_S:
+        if chain.stall.stalled(s.counters.input_callbacks + s.counters.output_callbacks, now, s.started_at):
             self._fail(self._device_message(chain))
             return True
         return False
@@ -239,25 +261,26 @@ class Worker:
             return
         hop_v = chain.pipeline.hop_samples
         y, chain.state = chain.pipeline.process(x, chain.state)
-        if chain.fade_from is not None:
+        fade = chain.fade_from
+        if fade is not None:
             # The new voice starts with its look-ahead of silence: keep the old one audible until
             # that has passed, then crossfade over one hop, so a swap never leaves a gap.
-            old_pipe, old_state, done = chain.fade_from
-            y_old, old_state = old_pipe.process(x, old_state)
+            y_old, fade.state = fade.pipeline.process(x, fade.state)
             hold = chain.pipeline.latency_samples
-            pos = done + np.arange(len(y), dtype=np.float32)
+            pos = fade.done_samples + np.arange(len(y), dtype=np.float32)
             ramp = np.clip((pos - hold) / float(hop_v), 0.0, 1.0).astype(np.float32)
             y = y * ramp + y_old * (1.0 - ramp)
-            done += len(y)
-            chain.fade_from = None if done >= hold + hop_v else [old_pipe, old_state, done]
+            fade.done_samples += len(y)
+            if fade.done_samples >= hold + hop_v:
+                chain.fade_from = None
         chain.in_history.push(x)
         chain.out_history.push(y)
         out = chain.bridge.back(y)
         self.output_level_db = peak_db(out)
         dropped = s.in_ring.dropped_frames
-        if write_with_guard(chain.guards[0], s.out_ring, out, s.margin_frames, dropped):
+        if chain.guards[0].write(s.out_ring, out, s.margin_frames, dropped):
             self.latency_corrections += 1
-        if s.mon_ring is not None and write_with_guard(chain.guards[1], s.mon_ring, out, s.margin_frames, dropped):
+        if s.mon_ring is not None and chain.guards[1].write(s.mon_ring, out, s.margin_frames, dropped):
             self.latency_corrections += 1
         dt_ms = 1000.0 * (time.perf_counter() - t0)
         self.compute_ms.append(dt_ms)
@@ -266,40 +289,48 @@ class Worker:
             self.late_blocks += 1
 
 
-def write_with_guard(guard: list, ring, out: np.ndarray, margin: int, dropped_in: int = 0) -> bool:
-    """Write ``out`` to an output ring, first skipping latency that underflows added; True if it did.
+@dataclass
+class LatencyGuard:
+    """Keeps one output ring's latency at its budget (see :meth:`write`)."""
 
-    Every frame the output callback had to play as silence (an underflow: a late block, a stalled
-    device) delays everything after it by one frame, for good, unless the input lost as many
-    (``dropped_in``: frames the input ring overwrote, which were never converted). So once the late
-    audio has arrived, skip the frames owed, but never more than the lowest level the ring held
-    over the last few writes, so the skip itself cannot run the ring dry. Independently, a ring
-    whose lowest level sits above the margin holds latency nobody asked for (e.g. the input
-    started before the output): skip that too. A skip is a crossfade from the samples that would
-    have followed the ring's content into those after the skipped stretch: no click.
+    underflow_frames_base: int  # the ring's underflow frames at the start, plus those made up since
+    dropped_frames_base: int  # input frames dropped at the start
+    lowest_frames: float = float("inf")  # lowest level of the ring in the current window
+    writes: int = 0  # writes in the current window
+    skipped_frames: int = 0  # frames skipped in all
 
-    ``guard`` = [lowest level in window, writes in window, underflow frames at the start plus those
-    made up since, input drops at the start, frames skipped in all].
-    """
-    level = ring.available()
-    guard[0] = min(guard[0], level)
-    guard[1] += 1
-    if guard[1] < GUARD_WINDOW_WRITES:
-        ring.write(out)
-        return False
-    lowest = int(guard[0])
-    guard[0], guard[1] = float("inf"), 0
-    owed = (ring.underflow_frames - guard[2]) - (dropped_in - guard[3])
-    excess = max(min(owed, lowest - GUARD_TOLERANCE_FRAMES), lowest - margin - GUARD_TOLERANCE_FRAMES)
-    fade = min(128, max(excess, 0), len(out) // 2)
-    skip = min(excess, len(out) - fade)
-    if excess <= GUARD_TOLERANCE_FRAMES or skip <= 0 or fade <= 0:
-        ring.write(out)
-        return False
-    kept = out[skip:].copy()
-    ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
-    kept[:fade] = out[:fade] * (1.0 - ramp) + kept[:fade] * ramp
-    guard[2] += max(0, min(owed, skip))
-    guard[4] += skip
-    ring.write(kept)
-    return True
+    def write(self, ring, out: np.ndarray, margin: int, dropped_in: int = 0) -> bool:
+        """Write ``out`` to the ring, first skipping latency that underflows added; True if it did.
+
+        Every frame the output callback had to play as silence (an underflow: a late block, a
+        stalled device) delays everything after it by one frame, for good, unless the input lost
+        as many (``dropped_in``: frames the input ring overwrote, which were never converted). So
+        once the late audio has arrived, skip the frames owed, but never more than the lowest level
+        the ring held over the last few writes, so the skip itself cannot run the ring dry.
+        Independently, a ring whose lowest level sits above the margin holds latency nobody asked
+        for (e.g. the input started before the output): skip that too. A skip is a crossfade from
+        the samples that would have followed the ring's content into those after the skipped
+        stretch: no click.
+        """
+        level = ring.available()
+        self.lowest_frames = min(self.lowest_frames, level)
+        self.writes += 1
+        if self.writes < GUARD_WINDOW_WRITES:
+            ring.write(out)
+            return False
+        lowest = int(self.lowest_frames)
+        self.lowest_frames, self.writes = float("inf"), 0
+        owed = (ring.underflow_frames - self.underflow_frames_base) - (dropped_in - self.dropped_frames_base)
+        excess = max(min(owed, lowest - GUARD_TOLERANCE_FRAMES), lowest - margin - GUARD_TOLERANCE_FRAMES)
+        fade = min(128, max(excess, 0), len(out) // 2)
+        skip = min(excess, len(out) - fade)
+        if excess <= GUARD_TOLERANCE_FRAMES or skip <= 0 or fade <= 0:
+            ring.write(out)
+            return False
+        kept = out[skip:].copy()
+        ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        kept[:fade] = out[:fade] * (1.0 - ramp) + kept[:fade] * ramp
+        self.underflow_frames_base += max(0, min(owed, skip))
+        self.skipped_frames += skip
+        ring.write(kept)
+        return True

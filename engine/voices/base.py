@@ -25,44 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One user-facing control of a voice; the GUI and CLI build their controls from these."""
-
-    name: str  # key in the params dict, with its unit in the name: "transpose_st", "index_rate"
-    label: str
-    default: float | str
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    unit: str = ""
-    choices: tuple[str, ...] = ()  # non-empty for a choice parameter (default is then a str)
-    help: str = ""
-
-    def validate(self, value: Any) -> float | str:
-        """Return ``value`` coerced to this parameter's type, or raise ConfigError in one sentence."""
-        from engine.errors import ConfigError
-
-        if self.choices:
-            if value not in self.choices:
-                raise ConfigError(
-                    f"{self.label} must be one of {', '.join(self.choices)}, not {value!r}."
-                )
-            return value
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{self.label} must be a number, not {value!r}.") from None
-        if not np.isfinite(number):
-            raise ConfigError(f"{self.label} must be a finite number, not {value!r}.")
-        lo = -np.inf if self.minimum is None else self.minimum
-        hi = np.inf if self.maximum is None else self.maximum
-        if not lo <= number <= hi:
-            raise ConfigError(
-                f"{self.label} must be between {self.minimum:g} and {self.maximum:g}{self.unit and ' ' + self.unit}, not {number:g}."
-            )
-        return number
+from engine.params import ParamSpec, default_params  # noqa: F401 - the voice contract names them
 
 
 @dataclass(frozen=True)
@@ -89,7 +52,3 @@ class Voice(Protocol):
     def process(
         self, block: np.ndarray, state: Any, params: dict[str, Any]
     ) -> tuple[np.ndarray, Any]: ...
-
-
-def default_params(specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
-    return {spec.name: spec.default for spec in specs}

@@ -20,11 +20,11 @@ def shift_specs(transpose_st: float, formant_st: float) -> tuple[ParamSpec, ...]
     return (
         ParamSpec(
             "transpose_st", "Transpose", float(transpose_st), -24.0, 24.0, 0.1, "semitones",
-            help="Pitch change; formants stay where they are unless Formant is moved too.",
+            help="Pitch change; formants stay where they are unless Formant is moved too.", aliases=("transpose",),
         ),
         ParamSpec(
             "formant_st", "Formant", float(formant_st), -12.0, 12.0, 0.1, "semitones",
-            help="Moves the vocal-tract resonances: up sounds smaller/younger, down larger.",
+            help="Moves the vocal-tract resonances: up sounds smaller/younger, down larger.", aliases=("formant",),
         ),
     )
 

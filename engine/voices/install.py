@@ -22,7 +22,8 @@ from pathlib import Path
 from engine.errors import ModelFormatError, VoiceError
 from engine.voices.base import VoiceInfo
 from engine.voices.builtin import PRESETS
-from engine.voices.registry import check_voice_name, get_info, voices_dir
+from engine.paths import voices_dir
+from engine.voices.registry import check_voice_name, get_info
 
 
 def _sha256(path: Path) -> str:

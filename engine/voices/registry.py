@@ -11,21 +11,13 @@ import json
 import re
 from pathlib import Path
 
-from engine.errors import VoiceError
-from engine.settings import data_dir
+from engine.errors import VoiceError, VoiceNotFound
+from engine.params import reload_keys
+from engine.paths import models_dir, voices_dir
 from engine.voices.base import Voice, VoiceInfo
 from engine.voices.builtin import PRESETS, BuiltinVoice, builtin_infos
 
 VOICE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
-
-
-def voices_dir(base: Path | None = None) -> Path:
-    return (base or data_dir()) / "voices"
-
-
-def models_dir(base: Path | None = None) -> Path:
-    """Where shared model files live: the content encoder (hubert_base.pt) and rmvpe.pt."""
-    return (base or data_dir()) / "models"
 
 
 def check_voice_name(name: str) -> str:
@@ -78,11 +70,7 @@ def get_info(name: str, base: Path | None = None) -> VoiceInfo:
             return info
     check_voice_name(name)
     known = ", ".join(v.name for v in list_voices(base))
-    raise VoiceError(f"There is no voice called '{name}'; choose one of: {known}.")
-
-
-#: Settings of a neural voice that shape its buffers: changing one means loading the voice again.
-RELOAD_PARAMS = ("block_ms", "extra_ms", "crossfade_ms")
+    raise VoiceNotFound(f"There is no voice called '{name}'; choose one of: {known}.")
 
 
 def load_voice(name: str, base: Path | None = None, params: dict | None = None) -> Voice:
@@ -104,7 +92,7 @@ def load_voice(name: str, base: Path | None = None, params: dict | None = None) 
             model = folder / str(meta["model"])
         except (OSError, ValueError, KeyError):
             raise VoiceError(f"The files of voice '{name}' in {folder} are damaged; remove it and import it again.") from None
-        geometry = {k: float(v) for k, v in (params or {}).items() if k in RELOAD_PARAMS}
+        geometry = {k: float(v) for k, v in (params or {}).items() if k in reload_keys(info.params)}
         voice = load_rvc_voice(
             model,
             models_dir=models_dir(base),

@@ -75,7 +75,7 @@ def test_import_a_tiny_rvc_voice_with_its_index_selects_and_loads_it(window, qtb
     assert dlg.imported.name == "Tiny Alice"
     assert listed(window) == before + ["Tiny Alice"]
     # Selected, and loaded as the current voice with its own controls.
-    qtbot.waitUntil(lambda: window.engine.voice_name == "Tiny Alice" and not window.controller.busy, timeout=10000)
+    qtbot.waitUntil(lambda: window.controller.engine.voice_name == "Tiny Alice" and not window.controller.busy, timeout=10000)
     assert window.voice_list.currentItem().data(Qt.UserRole) == "Tiny Alice"
     assert {"transpose_st", "index_rate", "f0_method"} <= set(window.param_controls)
     assert "with retrieval index" in window.voice_description.text()
@@ -121,7 +121,7 @@ def test_refused_files_show_one_sentence_and_change_nothing(window, qtbot, tmp_p
         assert window.message_banner.isVisible() and window.message_banner.label.text() == sentence
         assert dlg.isVisible() and dlg.import_button.isEnabled() and dlg.cancel_button.isEnabled()
         assert listed(window) == before_list
-        assert window.engine.voice_name == "deeper"
+        assert window.controller.engine.voice_name == "deeper"
         dlg.cancel_button.click()
         assert not dlg.isVisible()
     assert not marker.exists()  # the malicious pickle never ran
@@ -140,7 +140,7 @@ def test_remove_the_current_voice_falls_back_to_the_default(window, qtbot, tmp_p
 
     items = {listed(window)[i]: window.voice_list.item(i) for i in range(window.voice_list.count())}
     window.voice_list.setCurrentItem(items["Tiny"])
-    qtbot.waitUntil(lambda: window.engine.voice_name == "Tiny" and not window.controller.busy, timeout=10000)
+    qtbot.waitUntil(lambda: window.controller.engine.voice_name == "Tiny" and not window.controller.busy, timeout=10000)
     assert window.remove_button.isEnabled()
 
     asked = []
@@ -155,7 +155,7 @@ def test_remove_the_current_voice_falls_back_to_the_default(window, qtbot, tmp_p
     answer[0] = QMessageBox.Yes
     window.remove_button.click()
     qtbot.waitUntil(lambda: "Tiny" not in listed(window) and not window.controller.busy, timeout=10000)
-    assert window.engine.voice_name == "deeper"
+    assert window.controller.engine.voice_name == "deeper"
     assert window.voice_list.currentItem().data(Qt.UserRole) == "deeper"
     assert set(window.param_controls) == {"transpose_st", "formant_st"}
     assert not (data_dir() / "voices" / "Tiny").exists()
@@ -183,5 +183,5 @@ def test_a_voice_that_cannot_load_can_still_be_removed_from_its_menu(window, qtb
     assert remove.isEnabled() and "NoEncoder" in remove.text()
     remove.trigger()
     qtbot.waitUntil(lambda: "NoEncoder" not in listed(window) and not window.controller.busy, timeout=10000)
-    assert window.engine.voice_name == "deeper"
+    assert window.controller.engine.voice_name == "deeper"
     assert not (data_dir() / "voices" / "NoEncoder").exists()

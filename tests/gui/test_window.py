@@ -15,7 +15,6 @@ import soundfile as sf
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from autovoice_desktop.controller import pitch_available
 from engine.errors import DeviceError
 
 from gui_helpers import fake_devices, make_engine, open_window
@@ -33,14 +32,14 @@ def test_window_builds_with_the_voices_and_their_controls(window):
     names = [window.voice_list.item(i).data(Qt.UserRole) for i in range(window.voice_list.count())]
     assert {"natural", "deeper", "robot", "whisper"} <= set(names)
     # The default voice is selected and its ParamSpecs became controls with the engine's values.
-    assert window.voice_list.currentItem().data(Qt.UserRole) == window.engine.voice_name == "deeper"
+    assert window.voice_list.currentItem().data(Qt.UserRole) == window.controller.engine.voice_name == "deeper"
     assert set(window.param_controls) == {"transpose_st", "formant_st"}
     assert window.param_controls["transpose_st"].value() == pytest.approx(-4.0)
     assert set(window.chain_controls) == {"gate_threshold_db", "input_gain_db", "output_gain_db"}
 
 
 def test_transpose_and_chain_controls_reach_the_engine(window, qtbot):
-    engine = window.engine
+    engine = window.controller.engine
     window.param_controls["transpose_st"].spin.setValue(3.0)
     qtbot.waitUntil(lambda: engine.voice_params()["transpose_st"] == pytest.approx(3.0), timeout=5000)
     # The slider edits the same number (step 0.1 st from -24 st: position 215 is -2.5 st).
@@ -57,7 +56,7 @@ def test_transpose_and_chain_controls_reach_the_engine(window, qtbot):
 
 
 def test_switching_voice_rebuilds_controls_and_a_bad_voice_is_one_message(window, qtbot):
-    engine = window.engine
+    engine = window.controller.engine
     items = {window.voice_list.item(i).data(Qt.UserRole): window.voice_list.item(i)
              for i in range(window.voice_list.count())}
     window.voice_list.setCurrentItem(items["robot"])
@@ -73,7 +72,7 @@ def test_switching_voice_rebuilds_controls_and_a_bad_voice_is_one_message(window
 
 
 def test_status_and_performance_panels_reflect_the_snapshot(window, qtbot):
-    real = window.engine.snapshot()
+    real = window.controller.engine.snapshot()
     s = replace(real, gpu_available=True, gpu_name="NVIDIA H200", running=True, sample_rate=48000,
                 input_device="Mic (ALSA)", output_device="CABLE Input (WASAPI)", last_error="The output device vanished.",
                 compute_ms_p99=14.0, compute_ms_mean=9.0, block_ms=10.0, compute_load=1.4, blocks_processed=500,
@@ -131,7 +130,7 @@ def test_convert_dialog_converts_a_real_file(window, qtbot, tmp_path):
 
 
 def test_convert_dialog_cancel_writes_nothing(window, qtbot, tmp_path, monkeypatch):
-    engine = window.engine
+    engine = window.controller.engine
     real = engine.convert_files
     seen = {}
 
@@ -276,7 +275,6 @@ def test_failing_device_is_one_message_and_the_previous_choice_stays(qtbot, monk
         engine.close()
 
 
-@pytest.mark.skipif(not pitch_available(), reason="engine.dsp.pitch is not there yet")
 def test_pitch_view_shows_the_engines_pitch_of_input_and_output(window, qtbot, monkeypatch):
     from engine.api import Engine
 
@@ -341,7 +339,7 @@ def test_excepthook_shows_one_dialog_and_suppresses_a_flood(qtbot, monkeypatch):
 
 @pytest.mark.jack
 def test_start_stop_and_bypass_on_a_real_jack_server(jack_server, window, qtbot):
-    engine = window.engine
+    engine = window.controller.engine
     qtbot.waitUntil(lambda: window.start_button.isEnabled(), timeout=10000)
     qtbot.mouseClick(window.start_button, Qt.LeftButton)
     qtbot.waitUntil(lambda: (engine.running and window.start_button.text() == "Stop")

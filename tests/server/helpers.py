@@ -77,7 +77,7 @@ class Server:
 
 def run_serve(*args: str, env: dict | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess:
     """`autovoice serve ...` expected to exit by itself (a refusal)."""
-    return subprocess.run([sys.executable, "-m", "engine.cli", "serve", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "autovoice", "serve", *args], capture_output=True, text=True,
                           env=env, timeout=timeout, cwd=ROOT)
 
 
@@ -90,7 +90,7 @@ def server_env(folder: Path, **extra: str) -> dict:
 def start_server(folder: Path, *args: str, token: str | None = None, env: dict | None = None,
                  wait_ready: bool = True, timeout_s: float = 60.0) -> Server:
     env = env or server_env(folder)
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", *args]
+    cmd = [sys.executable, "-m", "autovoice", "serve", "--port", "0", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     log: list[str] = []
     announced = threading.Event()

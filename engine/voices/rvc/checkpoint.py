@@ -351,9 +351,9 @@ def build_from_checkpoint(
 def load_synthesizer(
     path: str | os.PathLike, device: str | torch.device | None = None, half: bool | None = None
 ) -> tuple[SynthesizerTrn, RVCCheckpoint]:
-    """Read ``path`` and build its synthesizer on ``device`` (default: ``engine.devices.torch_device()``),
+    """Read ``path`` and build its synthesizer on ``device`` (default: ``engine.accelerators.torch_device()``),
     fp16 only on CUDA unless ``half`` says otherwise."""
-    from engine import devices
+    from engine import accelerators as devices
 
     dev = torch.device(device) if device is not None else devices.torch_device()
     use_half = devices.use_fp16(dev) if half is None else (half and dev.type == "cuda")

@@ -213,17 +213,16 @@ def verify_export(pth_path: str | os.PathLike, onnx_path: str | os.PathLike, fra
     return float(np.abs(np.asarray(theirs) - ours).max())
 
 
-def export_onnx_cli(args: Any) -> int:
-    """``autovoice export-onnx MODEL.pth [-o OUT.onnx]``: export, then check the export against torch."""
-    src = Path(args.model)
+def export_onnx_checked(src: str | os.PathLike, dst: str | os.PathLike | None = None) -> tuple[Path, float]:
+    """Export ``src`` (.pth) to ``dst`` (default: beside it, .onnx), check the export against torch
+    on a test input, and only then put it in place. Returns (path written, largest difference)."""
+    from engine.errors import VoiceError
+
+    src = Path(src)
     if not src.is_file():
-        from engine.errors import VoiceError
-
         raise VoiceError(f"The model file '{src}' does not exist; check the path.")
-    dst = Path(args.output) if args.output else src.with_suffix(".onnx")
+    dst = Path(dst) if dst else src.with_suffix(".onnx")
     if dst.exists():
-        from engine.errors import VoiceError
-
         raise VoiceError(f"'{dst}' already exists; remove it or choose another name with -o.")
     tmp = dst.with_name(f".{dst.name}.partial")
     try:
@@ -233,6 +232,4 @@ def export_onnx_cli(args: Any) -> int:
     finally:
         if tmp.exists():
             tmp.unlink()
-    print(f"Wrote {dst} (RVC ONNX contract). Largest difference from the .pth model on a test input: {diff:.1e} "
-          f"(full scale 1.0).")
-    return 0
+    return dst, diff

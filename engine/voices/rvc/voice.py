@@ -54,7 +54,8 @@ def _round_frames(ms: float, multiple: int = 1) -> int:
 
 def rvc_param_specs(speakers: int = 1, f0: bool = True) -> tuple[ParamSpec, ...]:
     specs = [
-        ParamSpec("transpose_st", "Transpose", 0.0, -24.0, 24.0, 1.0, "st", help="Pitch shift in semitones."),
+        ParamSpec("transpose_st", "Transpose", 0.0, -24.0, 24.0, 1.0, "st", help="Pitch shift in semitones.",
+                  aliases=("transpose",)),
         ParamSpec("index_rate", "Index rate", 0.5, 0.0, 1.0, 0.05,
                   help="How much of the voice's retrieval index to blend into the content (needs an index)."),
         ParamSpec("protect", "Protect consonants", 0.33, 0.0, 0.5, 0.01,
@@ -64,9 +65,9 @@ def rvc_param_specs(speakers: int = 1, f0: bool = True) -> tuple[ParamSpec, ...]
         ParamSpec("f0_method", "Pitch tracker", "fcpe", choices=("fcpe", "rmvpe", "dsp"),
                   help="fcpe needs nothing extra; rmvpe needs rmvpe.pt."),
         ParamSpec("speaker_id", "Speaker", 0.0, 0.0, float(max(speakers - 1, 0)), 1.0),
-        ParamSpec("block_ms", "Block", 250.0, 20.0, 1000.0, 20.0, "ms", help="Applies when the voice is loaded."),
-        ParamSpec("extra_ms", "Context", 2500.0, 200.0, 5000.0, 100.0, "ms", help="Applies when the voice is loaded."),
-        ParamSpec("crossfade_ms", "Crossfade", 50.0, 10.0, 500.0, 10.0, "ms", help="Applies when the voice is loaded."),
+        ParamSpec("block_ms", "Block", 250.0, 20.0, 1000.0, 20.0, "ms", help="Applies when the voice is loaded.", reloads=True),
+        ParamSpec("extra_ms", "Context", 2500.0, 200.0, 5000.0, 100.0, "ms", help="Applies when the voice is loaded.", reloads=True),
+        ParamSpec("crossfade_ms", "Crossfade", 50.0, 10.0, 500.0, 10.0, "ms", help="Applies when the voice is loaded.", reloads=True),
     ]
     if not f0:
         specs = [s for s in specs if s.name not in ("transpose_st", "protect", "f0_method")]

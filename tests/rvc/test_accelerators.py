@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from engine import devices
+from engine import accelerators as devices
 
 KEYS = {"available", "name", "device_count", "memory_total_bytes", "memory_free_bytes", "backend"}
 
