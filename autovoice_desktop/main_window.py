@@ -12,7 +12,7 @@ import sys
 from PySide6.QtCore import QByteArray, QEvent, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+    QAbstractItemView, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
     QListWidget, QListWidgetItem, QMainWindow, QMenu, QMessageBox, QPushButton, QScrollArea, QSizePolicy, QSplitter,
     QToolButton, QVBoxLayout, QWidget,
 )
@@ -292,6 +292,13 @@ class MainWindow(QMainWindow):
         adv.addRow("Block size", self.block_spin)
         adv.addRow("Crossfade", self.crossfade_spin)
         adv.addRow("Output pre-fill", self.prefill_spin)
+        self.adaptive_check = QCheckBox("Grow the buffer after a dropout")
+        self.adaptive_check.setObjectName("check_adaptive_buffer")
+        self.adaptive_check.setToolTip("After an underflow, keep its gap as extra safety margin (at most 40 ms), "
+                                       "shown under Performance; it shrinks back after 30 s without one. "
+                                       "Off: a fixed latency.")
+        self.adaptive_check.toggled.connect(lambda _v: self._advanced_timer.start())
+        adv.addRow("", self.adaptive_check)
         adv_note = QLabel("Changing these while running reopens the stream.")
         adv_note.setObjectName("hint")
         adv.addRow(adv_note)
@@ -570,6 +577,7 @@ class MainWindow(QMainWindow):
                      (self.prefill_spin, audio.prefill_ms)):
             _quiet(s, s.setValue, float(v))
         _quiet(self.crossfade_spin, self.crossfade_spin.setMaximum, min(100.0, float(audio.block_ms)))
+        _quiet(self.adaptive_check, self.adaptive_check.setChecked, bool(audio.adaptive_buffer))
         self._update_rate(audio)
 
     def _update_rate(self, audio=None, snap=None) -> None:
@@ -609,6 +617,8 @@ class MainWindow(QMainWindow):
                    "prefill_ms": self.prefill_spin.value()}
         audio = self.controller.settings.audio
         changes = {k: v for k, v in changes.items() if abs(getattr(audio, k) - v) > 1e-9}
+        if self.adaptive_check.isChecked() != audio.adaptive_buffer:
+            changes["adaptive_buffer"] = self.adaptive_check.isChecked()
         if changes:
             self.controller.set_audio(**changes)
 

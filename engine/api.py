@@ -53,9 +53,10 @@ from engine.offline.files import READ_EXTENSIONS, read_audio
 from engine.params import ParamSpec, default_params, reload_keys, resolve_params
 from engine.pipeline import Pipeline, hop_for
 from engine.settings import SettingsStore
+from engine.stream.gc_policy import STREAMING_GC
 from engine.stream.pitch_view import PITCH_HOP_S, VIEW_SECONDS, PitchView
 from engine.stream.realtime import RealtimeStream
-from engine.stream.worker import LiveChain, Worker
+from engine.stream.worker import BlockTimeline, LiveChain, Worker
 from engine.voices import install as _install
 from engine.voices.base import Voice, VoiceInfo
 from engine.voices.cache import VoiceCache
@@ -163,6 +164,7 @@ class Engine:
         self.device_error: str | None = None  # the last device problem, separate from voice errors
         self._accel = _accelerator()
         self._cache = VoiceCache(data_dir)
+        self._gc_held = False  # this engine's stream counts in STREAMING_GC
         # NB: the view's thread calls these two through the instance, never touching the worker's state.
         self.pitch_view = PitchView(lambda seconds: self.recent_audio(seconds), lambda: self.running)
         if load_default_voice:
@@ -273,6 +275,7 @@ class Engine:
                 if extra:
                     self.settings.voice_params.setdefault(name, {}).update(extra)
                 self._swap_live_pipeline()
+                STREAMING_GC.voice_swapped()
                 self.save_settings()
             return info
 
@@ -488,10 +491,19 @@ class Engine:
         self.stream = stream
         self.last_error = None
         self.device_error = None
+        if not self._gc_held:  # no full collection may stall the worker while it streams
+            self._gc_held = True
+            STREAMING_GC.stream_started()
+
+    def _release_gc(self) -> None:
+        if self._gc_held:
+            self._gc_held = False
+            STREAMING_GC.stream_stopped()
 
     def stop(self) -> None:
         with self._lock:
             stream, self.stream = self.stream, None
+            self._release_gc()
             if not self.worker.alive:  # after close(): nothing left to detach from
                 return
 
@@ -556,7 +568,26 @@ class Engine:
     def snapshot(self) -> HealthSnapshot:
         return collect(worker=self.worker, voice=self.voice, voice_info=self.voice_info, audio=self.settings.audio,
                        accelerator=self._accel, started_at=self._started, loading=self._loading > 0,
-                       warmed_up=self.warmed_up, last_error=self.last_error, device_error=self.device_error)
+                       warmed_up=self.warmed_up, last_error=self.last_error, device_error=self.device_error,
+                       gc_watch=STREAMING_GC.watch)
+
+    def record_timeline(self, seconds: float = 600.0) -> None:
+        """Record every live block from now on (about ``seconds`` worth, preallocated): see :meth:`timeline`."""
+        capacity = int(seconds * 1000.0 / max(self.settings.audio.block_ms, 1.0)) + 1024
+        timeline = BlockTimeline(capacity)
+
+        def attach(w: Worker) -> None:
+            w.timeline = timeline
+
+        self.worker.call(attach)
+
+    def timeline(self) -> dict[str, np.ndarray]:
+        """The recorded blocks (``at_s``, ``compute_ms``, ``out_level_frames``, ``underflow_frames``)
+        and the garbage collections (``gc_at_s``, ``gc_pause_ms``, ``gc_generation``), oldest first."""
+        t = self.worker.timeline
+        out = t.arrays() if t is not None else {}
+        gc_at, gc_ms, gc_gen = STREAMING_GC.watch.recent()
+        return {**out, "gc_at_s": gc_at, "gc_pause_ms": gc_ms, "gc_generation": gc_gen}
 
     def set_pitch_view(self, on: bool) -> None:
         """Track the pitch of the live input and output for a display (off while nobody looks)."""

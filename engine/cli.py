@@ -68,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-ms", type=float, metavar="MS", help="processing block (default 10 ms)")
     p.add_argument("--crossfade-ms", type=float, metavar="MS")
     p.add_argument("--prefill-ms", type=float, metavar="MS", help="output safety margin (default 10 ms)")
+    p.add_argument("--fixed-latency", action="store_true",
+                   help="never grow the output buffer after an underflow (default: grow by the gap, shrink back when quiet)")
     p.add_argument("--bypass", action="store_true", help="start with the voice bypassed (clean passthrough)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--stats-json", metavar="FILE", help="write the final health snapshot as JSON")
+    p.add_argument("--timeline", metavar="FILE.npz",
+                   help="record every block (time, compute, output ring level, underflows) and the garbage "
+                        "collections, and write them to FILE.npz at the end: for finding what causes dropouts")
     _add_voice_options(p)
 
     p = sub.add_parser("convert", help="convert audio files (wav, flac, ogg, mp3) with a voice")
@@ -248,9 +253,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _readout(s) -> str:
     warn = "  LATE! " + s.suggestion if s.suggestion else ""
+    grown = f", {s.buffer_growth_ms:.1f} grown after underflows" if s.buffer_growth_ms > 0.05 else ""
     return (
         f"in {s.input_level_db:6.1f} dB | out {s.output_level_db:6.1f} dB | latency {s.total_latency_ms:5.1f} ms "
-        f"(algo {s.algorithmic_latency_ms:.1f} + buffer {s.buffer_latency_ms:.1f} + device {s.device_latency_ms:.1f}) | "
+        f"(algo {s.algorithmic_latency_ms:.1f} + buffer {s.buffer_latency_ms:.1f}{grown} + device {s.device_latency_ms:.1f}) | "
         f"compute {s.compute_ms_mean:.2f}/{s.compute_ms_p99:.2f} ms of {s.block_ms:.0f} | "
         f"underflows {s.output_underflows} overflows {s.input_overflows} late {s.late_blocks}{warn}"
     )
@@ -272,7 +278,11 @@ def cmd_live(args: argparse.Namespace) -> int:
                            ("crossfade_ms", args.crossfade_ms), ("prefill_ms", args.prefill_ms)):
             if value is not None:
                 audio[key] = value
+        if args.fixed_latency:
+            audio["adaptive_buffer"] = False
         engine.start(args.input, args.output, args.monitor, **audio)
+        if args.timeline:
+            engine.record_timeline(seconds=args.seconds or 3600.0)
         s = engine.snapshot()
         print(f"Converting {s.input_device} -> {s.output_device}"
               + (f" (+ monitor {s.monitor_device})" if s.monitor_device else "")
@@ -298,6 +308,10 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(_readout(final), file=sys.stderr)
         if args.stats_json:
             Path(args.stats_json).write_text(json.dumps(final.to_dict(), indent=2))
+        if args.timeline:
+            import numpy as np
+
+            np.savez_compressed(args.timeline, **engine.timeline())
         return 0
     finally:
         engine.close()

@@ -37,6 +37,9 @@ class AudioConfig:
     crossfade_ms: float = 5.0  # crossfade used when settings or voices change mid-stream
     prefill_ms: float = 10.0
     device_latency: str = "low"  # passed to PortAudio: "low" or "high"
+    # After an underflow keep its silence as extra margin (at most 40 ms; it shrinks back after 30 s
+    # without one), shown in the readout; False: a fixed latency, every gap trimmed back at once.
+    adaptive_buffer: bool = True
 
     def validated(self) -> "AudioConfig":
         if not 2.5 <= self.block_ms <= 1000.0:
@@ -53,6 +56,8 @@ class AudioConfig:
                 f"Sample rate {self.sample_rate} Hz is not supported; use a rate between "
                 f"{MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz (44100 or 48000 are safest)."
             )
+        if not isinstance(self.adaptive_buffer, bool):
+            raise ConfigError(f"Adaptive buffer must be true or false, not {self.adaptive_buffer!r}.")
         if self.device_latency not in ("low", "high"):
             raise ConfigError(f"Device latency must be 'low' or 'high', not {self.device_latency!r}.")
         return self

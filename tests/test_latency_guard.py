@@ -12,16 +12,17 @@ MARGIN = 480
 PREFILL = HOP + MARGIN
 
 
-def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None):
+def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, adaptive=False, sr=48000):
     """Device callbacks of CALLBACK frames; the worker writes one HOP block each time a HOP of input
     has arrived. Block k carries the sample indices k*HOP ... so the delay of what is played can be
     read off. Returns (delays per played block of content, underflow events, corrections)."""
     ring = RingBuffer(1 << 16, 1)
     ring.write(np.zeros(PREFILL, np.float32))
-    guard = LatencyGuard(0, 0)
+    guard = LatencyGuard(0, 0, margin_frames=MARGIN, max_margin_frames=MARGIN + (1920 if adaptive else 0),
+                         shrink_frames=48)
     corrections, arrived, k, pending, dropped = 0, 0, 0, [], 0
     played = np.zeros(CALLBACK, np.float32)
-    delays = []
+    delays, margins = [], []
     for c in range(callbacks):
         ring.read_into(played.reshape(-1, 1))
         t = c * CALLBACK
@@ -39,8 +40,12 @@ def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None):
                 dropped += HOP  # the input ring overwrote this block before the worker read it
                 continue
             block = (np.arange(j * HOP, (j + 1) * HOP) + 1).astype(np.float32)
-            corrections += guard.write(ring, block, MARGIN, dropped)
+            corrections += guard.write(ring, block, dropped, now_s=t / sr)
         pending.clear()
+        if adaptive:
+            margins.append(guard.margin_frames)
+    if adaptive:
+        return np.array(delays), ring.underflow_events, corrections, np.array(margins)
     return np.array(delays), ring.underflow_events, corrections
 
 
@@ -82,3 +87,31 @@ def test_audio_lost_at_the_input_is_not_made_up_at_the_output():
     delays, underflows, corrections = simulate(drop_at=100)
     assert underflows >= 1 and corrections == 0
     assert np.median(delays[-100:]) <= np.median(base[-100:])
+
+
+def test_adaptive_buffer_keeps_an_underflows_silence_as_margin_then_shrinks_back(monkeypatch):
+    """With the adaptive buffer a late block's gap is heard once and its silence is kept as extra
+    margin (no second skip); after a quiet period the margin returns to what was set."""
+    import engine.stream.worker as w
+
+    monkeypatch.setattr(w, "ADAPTIVE_QUIET_S", 2.0)
+    monkeypatch.setattr(w, "ADAPTIVE_SHRINK_EVERY_S", 0.05)
+    base, _, _ = simulate()
+    delays, underflows, corrections, margins = simulate(late_at=200, late_by_callbacks=6, callbacks=1400,
+                                                        adaptive=True)
+    assert underflows >= 1
+    grown = margins.max() - MARGIN
+    assert grown > 500  # the gap (6 callbacks late, minus the margin it ate) became margin
+    # Right after the recovery the delay is the old one plus the kept margin...
+    after = delays[230:300]
+    assert abs(np.median(after) - np.median(base[-100:]) - grown) <= 64
+    # ... and once the quiet period has passed it is back to the budget, the margin too.
+    assert margins[-1] == MARGIN
+    assert abs(np.median(delays[-50:]) - np.median(base[-100:])) <= 16
+
+
+def test_fixed_latency_never_moves_the_margin():
+    delays, underflows, corrections = simulate(late_at=200, late_by_callbacks=6)
+    guard_margins = simulate(late_at=200, late_by_callbacks=6, adaptive=True)[3]
+    assert underflows >= 1 and corrections >= 1
+    assert guard_margins.max() > MARGIN  # the same late block would have grown an adaptive one

@@ -49,9 +49,13 @@ def test_duplex_stream_runs_and_stops_cleanly(engine):
     assert s.compute_ms_p99 > 0
     assert s.algorithmic_latency_ms == pytest.approx(10.0 + 1000 * engine.voice.latency_samples / 48000, abs=0.1)
     assert s.total_latency_ms == pytest.approx(s.algorithmic_latency_ms + s.buffer_latency_ms + s.device_latency_ms)
+    import gc
+
+    assert gc.get_freeze_count() > 10000  # streaming: a full collection cannot stall the worker
     engine.stop()
     assert not engine.running
     assert engine.snapshot().running is False
+    assert gc.get_freeze_count() == 0
 
 
 def test_switching_to_a_missing_device_keeps_the_previous_one(engine):

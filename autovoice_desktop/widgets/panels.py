@@ -149,7 +149,8 @@ class PerformancePanel(QWidget):
             self.fields[key] = value
 
         field("algorithmic", "Algorithmic latency", "Block + the voice's look-ahead + resampler delays.")
-        field("buffer", "Buffer latency", "Output pre-fill: the safety margin against compute jitter.")
+        field("buffer", "Buffer latency", "Output pre-fill: the safety margin against compute jitter. With the "
+              "adaptive buffer it grows by what an underflow's gap added and shrinks back after 30 s without one.")
         field("device", "Device latency", "What the audio driver reports for input + output.")
         field("total", "Total latency", "Mouth to speaker (or to the virtual cable).")
         lay.addLayout(lat)
@@ -199,7 +200,8 @@ class PerformancePanel(QWidget):
     def update_snapshot(self, s: HealthSnapshot) -> None:
         f = self.fields
         _set(f["algorithmic"], f"{s.algorithmic_latency_ms:.1f} ms")
-        _set(f["buffer"], f"{s.buffer_latency_ms:.1f} ms")
+        grown = f" (+{s.buffer_growth_ms:.1f} after underflows)" if s.buffer_growth_ms > 0.05 else ""
+        _set(f["buffer"], f"{s.buffer_latency_ms:.1f} ms{grown}")
         _set(f["device"], f"{s.device_latency_ms:.1f} ms" if s.running else "\u2014 (stopped)")
         _set(f["total"], f"{s.total_latency_ms:.1f} ms")
         if s.running and s.blocks_processed:

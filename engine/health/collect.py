@@ -40,11 +40,12 @@ def collect(
     warmed_up: bool,
     last_error: str | None,
     device_error: str | None,
+    gc_watch: Any = None,
 ) -> HealthSnapshot:
     w = worker
     chain = w.chain
     now = time.monotonic()
-    comp = np.array(w.compute_ms, dtype=np.float64) if len(w.compute_ms) else np.zeros(1)
+    comp = w.compute_ms.latest() if len(w.compute_ms) else np.zeros(1)
     mean, p99 = float(comp.mean()), float(np.percentile(comp, 99))
     stream = chain.stream if chain else None
     if chain is not None:
@@ -99,4 +100,9 @@ def collect(
         latency_corrections=w.latency_corrections,
         nonfinite_blocks=chain.state.nonfinite_blocks if chain else 0,
         suggestion=suggestion,
+        gc_collections=gc_watch.count if gc_watch else 0,
+        gc_full_collections=gc_watch.full_collections if gc_watch else 0,
+        gc_max_pause_ms=gc_watch.max_pause_ms if gc_watch else 0.0,
+        adaptive_buffer=bool(audio.adaptive_buffer),
+        buffer_growth_ms=chain.buffer_growth_ms() if chain is not None else 0.0,
     )

@@ -40,7 +40,7 @@ class HealthSnapshot:
     # latency, all in ms
     block_ms: float
     algorithmic_latency_ms: float  # block + voice look-ahead + resampler delays
-    buffer_latency_ms: float  # output ring pre-fill (safety margin against compute jitter)
+    buffer_latency_ms: float  # output ring pre-fill (safety margin against compute jitter), growth included
     device_latency_ms: float  # what PortAudio reports for input + output
     total_latency_ms: float
     # compute
@@ -60,6 +60,13 @@ class HealthSnapshot:
     latency_corrections: int
     nonfinite_blocks: int
     suggestion: str | None  # e.g. a larger block when compute does not fit
+    # garbage collection since the process started streaming (see engine/stream/gc_policy.py)
+    gc_collections: int = 0
+    gc_full_collections: int = 0
+    gc_max_pause_ms: float = 0.0
+    # adaptive safety margin (AudioConfig.adaptive_buffer): how far it has grown above what was set
+    adaptive_buffer: bool = False
+    buffer_growth_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

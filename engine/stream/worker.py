@@ -17,7 +17,6 @@ drifting.
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import threading
@@ -39,6 +38,13 @@ STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device 
 GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see LatencyGuard)
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
 HISTORY_SECONDS = 4.0
+# Adaptive safety (AudioConfig.adaptive_buffer): an underflow's silence is kept as extra margin
+# instead of being trimmed away, up to ADAPTIVE_MAX_MS; after ADAPTIVE_QUIET_S without one, the
+# margin shrinks back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set.
+ADAPTIVE_MAX_MS = 40.0
+ADAPTIVE_QUIET_S = 30.0
+ADAPTIVE_SHRINK_MS = 1.0
+ADAPTIVE_SHRINK_EVERY_S = 5.0
 
 
 class History:
@@ -108,8 +114,13 @@ class LiveChain:
         self.out_history = History(pipeline.sample_rate)
         # One per output ring (main, monitor).
         mon_uf = stream.mon_ring.underflow_frames if stream.mon_ring else 0
-        self.guards = (LatencyGuard(stream.out_ring.underflow_frames, stream.in_ring.dropped_frames),
-                       LatencyGuard(mon_uf, stream.in_ring.dropped_frames))
+        adaptive = bool(getattr(stream.config, "adaptive_buffer", False))
+        ms = stream.sample_rate / 1000.0
+        self.guards = tuple(
+            LatencyGuard(uf, stream.in_ring.dropped_frames, margin_frames=stream.margin_frames,
+                         max_margin_frames=stream.margin_frames + int(ADAPTIVE_MAX_MS * ms) if adaptive else stream.margin_frames,
+                         shrink_frames=max(1, int(ADAPTIVE_SHRINK_MS * ms)))
+            for uf in (stream.out_ring.underflow_frames, mon_uf))
         self.stall = StallWatch()
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
@@ -137,8 +148,13 @@ class LiveChain:
             + self.bridge.to_voice.delay_samples / sr_v
             + self.bridge.from_voice.delay_samples / sr_d
         )
-        buffer = self.stream.margin_frames / sr_d
+        buffer = self.guards[0].margin_frames / sr_d
         return 1000.0 * algo, 1000.0 * buffer
+
+    def buffer_growth_ms(self) -> float:
+        """How much the adaptive margin has grown above what was set (0 with a fixed latency)."""
+        g = self.guards[0]
+        return 1000.0 * (g.margin_frames - g.base_margin_frames) / self.stream.sample_rate
 
 
 class Worker:
@@ -147,9 +163,10 @@ class Worker:
         self._stop = threading.Event()
         self.chain: LiveChain | None = None
         self.heartbeat = time.monotonic()
-        self.compute_ms: collections.deque = collections.deque(maxlen=1000)
+        self.compute_ms = RecentValues(1000)
         self.reset_counters()
         self.failure: str | None = None  # set when a device vanished; read by the engine
+        self.timeline: BlockTimeline | None = None  # per-block record, when asked for (diagnosis, soak runs)
         self.on_failure: Callable[[str, RealtimeStream | None], None] | None = None
         self._thread = threading.Thread(target=self._run, name="autovoice-worker", daemon=True)
         self._thread.start()
@@ -278,28 +295,68 @@ class Worker:
         out = chain.bridge.back(y)
         self.output_level_db = peak_db(out)
         dropped = s.in_ring.dropped_frames
-        if chain.guards[0].write(s.out_ring, out, s.margin_frames, dropped):
+        now = time.monotonic()
+        level = s.out_ring.available()
+        if chain.guards[0].write(s.out_ring, out, dropped, now):
             self.latency_corrections += 1
-        if s.mon_ring is not None and chain.guards[1].write(s.mon_ring, out, s.margin_frames, dropped):
+        if s.mon_ring is not None and chain.guards[1].write(s.mon_ring, out, dropped, now):
             self.latency_corrections += 1
         dt_ms = 1000.0 * (time.perf_counter() - t0)
         self.compute_ms.append(dt_ms)
         self.blocks_processed += 1
         if dt_ms > 1000.0 * len(x) / chain.pipeline.sample_rate:
             self.late_blocks += 1
+        if self.timeline is not None:
+            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames)
 
 
 @dataclass
 class LatencyGuard:
-    """Keeps one output ring's latency at its budget (see :meth:`write`)."""
+    """Keeps one output ring's latency at its budget (see :meth:`write`), and with an adaptive
+    buffer moves that budget: up by what an underflow's silence added, down again when quiet."""
 
     underflow_frames_base: int  # the ring's underflow frames at the start, plus those made up since
     dropped_frames_base: int  # input frames dropped at the start
+    margin_frames: int = 0  # the safety margin in effect
+    max_margin_frames: int | None = None  # None or == margin: fixed latency
+    shrink_frames: int = 48
     lowest_frames: float = float("inf")  # lowest level of the ring in the current window
     writes: int = 0  # writes in the current window
     skipped_frames: int = 0  # frames skipped in all
+    base_margin_frames: int = -1  # the margin that was set (filled in from margin_frames)
+    seen_underflow_frames: int = -1
+    last_underflow_s: float = 0.0
+    last_shrink_s: float = 0.0
+    growths: int = 0
 
-    def write(self, ring, out: np.ndarray, margin: int, dropped_in: int = 0) -> bool:
+    def __post_init__(self) -> None:
+        if self.base_margin_frames < 0:
+            self.base_margin_frames = self.margin_frames
+        if self.max_margin_frames is None:
+            self.max_margin_frames = self.margin_frames
+        if self.seen_underflow_frames < 0:
+            self.seen_underflow_frames = self.underflow_frames_base
+
+    def _adapt(self, underflow_frames: int, now_s: float) -> None:
+        """Grow by a new underflow's missing frames (they are already in the ring as silence, so
+        keeping them costs no second gap), or shrink one step after a quiet period."""
+        new = underflow_frames - self.seen_underflow_frames
+        self.seen_underflow_frames = underflow_frames
+        if new > 0:
+            grow = min(new, self.max_margin_frames - self.margin_frames)
+            if grow > 0:
+                self.margin_frames += grow
+                self.underflow_frames_base += grow  # kept as margin, no longer owed
+                self.growths += 1
+            self.last_underflow_s = self.last_shrink_s = now_s
+        elif (self.margin_frames > self.base_margin_frames and now_s - self.last_underflow_s >= ADAPTIVE_QUIET_S
+              and now_s - self.last_shrink_s >= ADAPTIVE_SHRINK_EVERY_S):
+            shrink = min(self.shrink_frames, self.margin_frames - self.base_margin_frames)
+            self.margin_frames -= shrink
+            self.underflow_frames_base -= shrink  # owed again: the skip below takes them out exactly
+            self.last_shrink_s = now_s
+
+    def write(self, ring, out: np.ndarray, dropped_in: int = 0, now_s: float = 0.0) -> bool:
         """Write ``out`` to the ring, first skipping latency that underflows added; True if it did.
 
         Every frame the output callback had to play as silence (an underflow: a late block, a
@@ -312,6 +369,9 @@ class LatencyGuard:
         the samples that would have followed the ring's content into those after the skipped
         stretch: no click.
         """
+        if self.max_margin_frames > self.base_margin_frames:
+            self._adapt(ring.underflow_frames, now_s)
+        margin = self.margin_frames
         level = ring.available()
         self.lowest_frames = min(self.lowest_frames, level)
         self.writes += 1
@@ -334,3 +394,63 @@ class LatencyGuard:
         self.skipped_frames += skip
         ring.write(kept)
         return True
+
+
+class RecentValues:
+    """The last ``capacity`` float values, preallocated: appending allocates nothing (a deque of
+    floats would make a Python object per block)."""
+
+    def __init__(self, capacity: int):
+        self._values = np.zeros(capacity)
+        self._count = 0
+
+    def append(self, value: float) -> None:
+        self._values[self._count % len(self._values)] = value
+        self._count += 1
+
+    def clear(self) -> None:
+        self._count = 0
+
+    def __len__(self) -> int:
+        return min(self._count, len(self._values))
+
+    def latest(self, n: int | None = None) -> np.ndarray:
+        """The newest ``n`` (default all kept) values, oldest first, as a copy.
+
+        NB: read from other threads while the worker appends; at worst the newest value is torn
+        between two blocks, which statistics and displays tolerate."""
+        count, cap = self._count, len(self._values)
+        k = min(count, cap) if n is None else max(0, min(n, count, cap))
+        idx = (np.arange(count - k, count)) % cap
+        return self._values[idx]
+
+
+class BlockTimeline:
+    """What happened at each block, preallocated (the worker only stores four numbers per block).
+
+    ``at_s``: time.monotonic() when the block's output was ready; ``compute_ms``: the block's
+    work; ``out_level_frames``: what the output ring held just before the write (how close to an
+    underflow the block came); ``underflow_frames``: the ring's underflow counter after it.
+    """
+
+    def __init__(self, capacity: int):
+        self.at_s = np.zeros(capacity)
+        self.compute_ms = np.zeros(capacity, dtype=np.float32)
+        self.out_level_frames = np.zeros(capacity, dtype=np.int32)
+        self.underflow_frames = np.zeros(capacity, dtype=np.int64)
+        self.count = 0
+
+    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int) -> None:
+        i = self.count % len(self.at_s)
+        self.at_s[i] = at_s
+        self.compute_ms[i] = compute_ms
+        self.out_level_frames[i] = level
+        self.underflow_frames[i] = underflow_frames
+        self.count += 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The recorded blocks, oldest first."""
+        n = min(self.count, len(self.at_s))
+        order = (np.arange(n) + max(0, self.count - len(self.at_s))) % len(self.at_s)
+        return {"at_s": self.at_s[order], "compute_ms": self.compute_ms[order],
+                "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order]}

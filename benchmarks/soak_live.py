@@ -1,0 +1,207 @@
+"""Soak test: `autovoice live` on a JACK server for N minutes per voice, fed looped real speech.
+
+A separate JACK client (this process) plays a real recording, looped, into AutoVoice's input and
+counts the sound server's own xruns; AutoVoice runs as the user runs it (`autovoice live`) and
+writes its final health snapshot and a per-block timeline. For every run this prints blocks, late
+blocks, output underflows (events and frames), input overflows, JACK xruns, compute percentiles,
+garbage collections (full ones and the longest pause) and how far the adaptive buffer grew; then,
+for each underflow, what the timeline shows just before it (a gap between blocks, a collection).
+
+Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
+left as Python does it) unless --no-baseline is given. --hog keeps one core busy beside it.
+
+    python benchmarks/soak_live.py --minutes 10 --voices deeper natural
+    python benchmarks/soak_live.py --minutes 5 --voices deeper --hog --prefill-ms 20
+
+Needs jackd (the dummy driver is started here if no JACK server runs) and JACK-Client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEECH = ROOT / "tests" / "data" / "freesound136777_davidbain_M_xmas.wav"
+
+
+def jack_running() -> bool:
+    return shutil.which("jack_lsp") is not None and subprocess.run(
+        ["jack_lsp"], capture_output=True, timeout=10).returncode == 0
+
+
+def start_jack(period: int, rate: int) -> subprocess.Popen | None:
+    if jack_running():
+        return None
+    proc = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period),
+                             "-C", "2", "-P", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not jack_running():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise SystemExit("jackd did not start (apt-get install jackd2)")
+        time.sleep(0.2)
+    return proc
+
+
+def hog() -> subprocess.Popen:
+    """One busy core: a process that never sleeps."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog: bool) -> dict:
+    import jack
+    import soundfile as sf
+
+    x, sr_file = sf.read(SPEECH, dtype="float32")
+    tmp = Path(tempfile.mkdtemp(prefix="avsoak-"))
+    env = dict(os.environ, AUTOVOICE_CONFIG_DIR=str(tmp / "config"), AUTOVOICE_DATA_DIR=str(tmp / "data"),
+               AUTOVOICE_STREAM_GC="1" if gc_policy else "0")
+    stats, timeline = tmp / "stats.json", tmp / "timeline.npz"
+    cmd = [sys.executable, "-m", "autovoice", "live", "--voice", voice, "--input", "system", "--output", "system",
+           "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline), "--gate", "-100",
+           *extra]
+    busy = hog() if with_hog else None
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = jack.Client("avsoak", no_start_server=True)
+    sr = client.samplerate
+    if sr_file != sr:
+        import soxr
+
+        x = soxr.resample(x, sr_file, sr).astype(np.float32)
+    x = (x / max(1e-6, float(np.abs(x).max())) * 0.5).astype(np.float32)
+    pos = [0]
+    xruns = [0]
+    out_port = client.outports.register("speech")
+    sink = client.inports.register("sink")
+
+    @client.set_process_callback
+    def process(frames):
+        p = pos[0]
+        buf = out_port.get_array()
+        first = min(frames, len(x) - p)
+        buf[:first] = x[p:p + first]
+        if first < frames:
+            buf[first:] = x[:frames - first]
+        pos[0] = (p + frames) % len(x)
+
+    @client.set_xrun_callback
+    def xrun(delay_us):
+        xruns[0] += 1
+
+    try:
+        with client:
+            deadline = time.monotonic() + 30
+            ins = outs = []
+            while time.monotonic() < deadline and not (ins and outs):
+                ins = [p for p in client.get_ports(is_audio=True, is_input=True)
+                       if not p.name.startswith(("system:", "avsoak:"))]
+                outs = [p for p in client.get_ports(is_audio=True, is_output=True)
+                        if not p.name.startswith(("system:", "avsoak:"))]
+                time.sleep(0.1)
+            if not (ins and outs):
+                raise RuntimeError("autovoice's JACK ports did not appear: " + (proc.stderr.read() or "")[-400:])
+            for p in ins:
+                for c in client.get_all_connections(p):
+                    client.disconnect(c, p)
+                client.connect(out_port, p)
+            client.connect(outs[0], sink)
+            xruns[0] = 0
+            proc.wait(timeout=seconds + 120)
+    finally:
+        client.close()
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+    if not stats.exists():
+        raise RuntimeError(f"autovoice live wrote no stats: {(proc.stderr.read() or '')[-800:]}")
+    s = json.loads(stats.read_text())
+    t = dict(np.load(timeline)) if timeline.exists() else {}
+    comp = t.get("compute_ms", np.zeros(1))
+    causes = underflow_causes(t, s.get("block_ms", 10.0))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "voice": voice, "gc_policy": gc_policy, "hog": with_hog, "minutes": seconds / 60.0,
+        "blocks": s["blocks_processed"], "late_blocks": s["late_blocks"],
+        "underflows": s["output_underflows"], "underflow_frames": s["output_underflow_frames"],
+        "overflows": s["input_overflows"], "jack_xruns": xruns[0],
+        "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
+        "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
+        "gc_full": s.get("gc_full_collections", 0), "gc_max_pause_ms": s.get("gc_max_pause_ms", 0.0),
+        "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
+        "total_latency_ms": s["total_latency_ms"], "underflow_causes": causes,
+    }
+
+
+def underflow_causes(t: dict, block_ms: float) -> list[str]:
+    """For each block after which the underflow counter rose: the gap since the block before, and
+    any collection that ended in that gap."""
+    if "underflow_frames" not in t or len(t["underflow_frames"]) < 2:
+        return []
+    uf, at = t["underflow_frames"], t["at_s"]
+    gc_at, gc_ms, gc_gen = t.get("gc_at_s", []), t.get("gc_pause_ms", []), t.get("gc_generation", [])
+    out = []
+    for i in np.nonzero(np.diff(uf) > 0)[0][:20]:
+        lo = max(0, i - 3)
+        gap_ms = 1000.0 * float(np.max(np.diff(at[lo:i + 2]))) if i + 2 - lo > 1 else 0.0
+        window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
+        gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
+        out.append(f"+{int(uf[i + 1] - uf[i])} frames: longest gap between blocks {gap_ms:.0f} ms "
+                   f"(block {block_ms:.0f} ms), {gc_text}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=5.0)
+    ap.add_argument("--voices", nargs="+", default=["deeper", "natural"])
+    ap.add_argument("--hog", action="store_true", help="keep one core busy beside AutoVoice")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the AUTOVOICE_STREAM_GC=0 baseline runs")
+    ap.add_argument("--prefill-ms", type=float, help="passed to autovoice live")
+    ap.add_argument("--fixed-latency", action="store_true", help="passed to autovoice live")
+    ap.add_argument("--period", type=int, default=256, help="JACK period when this script starts the server")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    a = ap.parse_args()
+    extra = (["--prefill-ms", str(a.prefill_ms)] if a.prefill_ms is not None else []) + (
+        ["--fixed-latency"] if a.fixed_latency else [])
+    jackd = start_jack(a.period, 48000)
+    results = []
+    try:
+        for voice in a.voices:
+            for policy in ((True,) if a.no_baseline else (False, True)):
+                r = soak(voice, a.minutes * 60.0, policy, extra, a.hog)
+                results.append(r)
+                print(json.dumps({k: v for k, v in r.items() if k != "underflow_causes"}), flush=True)
+                for c in r["underflow_causes"]:
+                    print("   underflow", c, flush=True)
+    finally:
+        if jackd is not None:
+            jackd.terminate()
+            jackd.wait(timeout=10)
+    print()
+    print(f"| voice | GC policy | hog | min | blocks | late | underflows (frames) | overflows | JACK xruns "
+          f"| compute mean / p99 / max ms | full GCs (max pause) | buffer ms (grown) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| `{r['voice']}` | {'on' if r['gc_policy'] else 'off (baseline)'} | {'yes' if r['hog'] else 'no'} "
+              f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}) "
+              f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
+              f"{r['compute_ms_max']:.1f} | {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
+              f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}) |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

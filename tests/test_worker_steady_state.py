@@ -1,0 +1,105 @@
+"""The worker's steady state: it retains nothing per block, and garbage collection cannot stall it
+(engine/stream/gc_policy.py). Runs the worker's own per-block code on hand-fed rings."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from engine.api import Engine
+from engine.config import AudioConfig
+from engine.io.devices import DeviceInfo
+from engine.stream.gc_policy import StreamingGc
+from engine.stream.realtime import RealtimeStream
+from engine.stream.worker import LiveChain, RecentValues, Worker
+
+
+def fake_device(name):
+    return DeviceInfo(0, name, "test", 1, 1, 48000.0, 5.0, 5.0, True, True)
+
+
+@pytest.fixture
+def chain_and_worker():
+    engine = Engine(load_default_voice=False, autosave=False)
+    engine.load_voice("natural").result()
+    audio = AudioConfig(sample_rate=48000)
+    stream = RealtimeStream(audio, fake_device("in"), fake_device("out"))
+    chain = LiveChain(stream, engine._make_pipeline(audio))
+    worker = Worker()
+    worker.shutdown()  # its thread is not needed: the test calls the per-block code itself
+    yield chain, worker, stream
+    engine.close()
+
+
+def test_the_worker_retains_nothing_per_block(chain_and_worker):
+    chain, worker, stream = chain_and_worker
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal(48000)).astype(np.float32)
+    hop = stream.hop_frames
+    played = np.zeros((hop, 1), np.float32)
+
+    def blocks(start, n):
+        for i in range(start, start + n):
+            o = (i * hop) % (len(x) - hop)
+            chain.in_block[:, 0] = x[o:o + hop]
+            worker._process(chain)
+            stream.out_ring.read_into(played)
+
+    blocks(0, 1200)  # past the timing ring's fill-up and every lazy start-up
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        blocks(1200, 2000)
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    keep = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    grown = sum(d.size_diff for d in after.filter_traces(keep).compare_to(before.filter_traces(keep), "filename"))
+    # 2000 blocks: even 8 bytes kept per block would be 16 kB. What remains is a few counters that
+    # outgrew Python's small-int cache.
+    assert grown < 2048, grown
+    assert worker.blocks_processed == 3200 and len(worker.compute_ms) == 1000
+
+
+def test_recent_values_keep_the_newest_in_order():
+    r = RecentValues(4)
+    for v in range(1, 7):
+        r.append(float(v))
+    assert len(r) == 4 and r.latest().tolist() == [3.0, 4.0, 5.0, 6.0] and r.latest(2).tolist() == [5.0, 6.0]
+    r.clear()
+    assert len(r) == 0 and r.latest().size == 0
+
+
+def test_streaming_freezes_what_exists_so_collections_skip_it():
+    policy = StreamingGc(enabled=True)
+    assert gc.get_freeze_count() == 0
+    objects = len(gc.get_objects())
+    policy.stream_started()
+    try:
+        frozen = gc.get_freeze_count()
+        assert frozen >= 0.9 * objects  # everything alive when the stream started
+        assert len(gc.get_objects(generation=2)) < 0.1 * frozen  # a full collection now walks little
+        junk = [[i] for i in range(1000)]  # the new voice's objects...
+        policy.voice_swapped()
+        assert gc.get_freeze_count() >= frozen + 1000  # ... join the frozen set without a collection
+        del junk
+        seen = policy.watch.count
+        gc.collect(0)
+        assert policy.watch.count == seen + 1 and policy.watch.generation[seen % 4096] == 0
+    finally:
+        policy.stream_stopped()
+        policy.watch.uninstall()
+    assert gc.get_freeze_count() == 0  # unfrozen when no stream runs: old garbage is found again
+
+
+def test_the_baseline_switch_leaves_collection_as_python_does_it():
+    policy = StreamingGc(enabled=False)
+    policy.stream_started()
+    try:
+        assert gc.get_freeze_count() == 0
+    finally:
+        policy.stream_stopped()
+        policy.watch.uninstall()
