@@ -139,3 +139,34 @@ def test_forcing_the_kernel_where_it_cannot_run_says_why(monkeypatch):
     monkeypatch.setattr(dispatch, "triton_version", lambda: "3.6")
     with pytest.raises(RuntimeError, match="not on cpu"):
         dispatch.use_kernel(torch.zeros(1), "kernel", "kNN search")
+
+
+def _written_index(tmp_path, ivf_index):
+    from engine.voices.rvc.index import load_index
+
+    index, _v = ivf_index
+    path = tmp_path / "added_IVF16_Flat_nprobe_2_x_v1.index"
+    faiss.write_index(index, str(path))
+    return load_index(path)
+
+
+def test_a_loaded_voice_index_blends_the_same_on_a_device(tmp_path, ivf_index, kernel_device):
+    """FeatureIndex.on_device: the copy a GPU voice searches gives the faiss-cpu blend."""
+    feature_index = _written_index(tmp_path, ivf_index)
+    feats = _clustered(30, 32, 11, clusters=10)
+    want = feature_index.blend(feats, 0.6)
+    dev_copy = feature_index.on_device(kernel_device)
+    assert feature_index.on_device(kernel_device) is dev_copy  # built once
+    assert feature_index.nbytes >= feature_index.vectors.nbytes + dev_copy.vectors.numel() * 4
+    got = dev_copy.blend(torch.from_numpy(feats).to(kernel_device), 0.6, impl="kernel")
+    np.testing.assert_allclose(got.cpu().numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA branch of FeatureIndex.blend needs a CUDA GPU (none here)")
+def test_cuda_features_are_blended_on_the_gpu(tmp_path, ivf_index):
+    feature_index = _written_index(tmp_path, ivf_index)
+    feats = torch.from_numpy(_clustered(30, 32, 12, clusters=10)).view(1, 30, 32)
+    want = feature_index.blend(feats, 0.6)
+    got = feature_index.blend(feats.cuda().half(), 0.6)
+    assert got.device.type == "cuda" and got.dtype == torch.float16
+    torch.testing.assert_close(got.float().cpu(), want, rtol=2e-3, atol=2e-2)
