@@ -71,3 +71,14 @@ def test_running_phase_carries_across_blocks(kernel_device):
                             zero[:, :, 8 * UPP :].to(kernel_device), phase0.to(kernel_device), impl="kernel")
     torch.testing.assert_close(torch.cat([first, second], 2).cpu(), whole, rtol=0, atol=1e-5)
     assert whole.abs().max() > 0.05  # the sine is really there (tanh(0.1 sin) peaks near 0.0997)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the synthesizer's CUDA branch needs a CUDA GPU (none here)")
+def test_the_synthesizers_source_on_cuda_runs_the_kernel_and_agrees_with_the_cpu():
+    m = _module()
+    f0 = _f0(2, 24)
+    noise = torch.randn(2, 1, 14 * UPP, generator=torch.Generator().manual_seed(5))
+    phase0 = torch.tensor([0.5, 0.125], dtype=torch.float64)
+    want = m(f0, UPP, noise, phase0, 6, 14)
+    got = m.cuda()(f0.cuda(), UPP, noise.cuda(), phase0.cuda(), 6, 14)
+    torch.testing.assert_close(got.cpu(), want, rtol=0, atol=2e-6)
