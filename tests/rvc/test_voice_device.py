@@ -1,0 +1,74 @@
+"""Where a loaded RVC voice runs, what it holds there, and the visible fall-back to the CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine import devices
+
+
+@pytest.fixture
+def files(tmp_path):
+    from helpers_frontend import tiny_fairseq_hubert_checkpoint, tiny_hubert_config
+    from tiny_models import write_tiny_pth
+
+    pth = write_tiny_pth(tmp_path / "voice.pth", "v1", True, 32000, seed=2)
+    hubert = tmp_path / "hubert_base.pt"
+    tiny_fairseq_hubert_checkpoint(hubert, tiny_hubert_config(final_dim=256))
+    return pth, hubert
+
+
+def _load(files, **kw):
+    from engine.voices.rvc.voice import load_rvc_voice
+
+    pth, hubert = files
+    return load_rvc_voice(pth, content_encoder_path=hubert, block_ms=300, extra_ms=400, crossfade_ms=40, **kw)
+
+
+def test_cpu_voice_reports_its_device_and_memory(files):
+    voice = _load(files, device="cpu")
+    assert voice.device_choice.device.type == "cpu" and voice.device_choice.fallback_reason == ""
+    mem = voice.memory.as_dict()
+    assert mem["device"] == "cpu" and mem["index_bytes"] == 0 and mem["notes"] == []
+    # the synthesizer's and the encoder's parameters, counted exactly
+    expected = devices.module_bytes(voice.synth) + devices.module_bytes(voice.encoder.model)
+    assert mem["weights_bytes"] == expected > 0
+    assert voice.measure_peak_memory() is None and voice.memory.peak_bytes is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fall-back of a machine without a GPU")
+def test_asking_for_a_gpu_that_is_not_there_gives_a_cpu_voice_that_says_so(files):
+    voice = _load(files, device="cuda:0")
+    assert next(voice.synth.parameters()).device.type == "cpu"
+    reason = "cuda:0 was asked for, but no CUDA GPU is visible to torch; running on the CPU."
+    assert voice.device_choice.fallback_reason == reason and voice.memory.notes == [reason]
+    out, _ = voice.process(np.zeros(voice.hop_samples, np.float32), voice.init_state(), {"f0_method": "dsp"})
+    assert out.shape == (voice.hop_samples,)
+
+
+def test_a_gpu_too_full_for_the_voice_falls_back_with_one_sentence(files, monkeypatch):
+    """The fit check runs before anything is put on the GPU (faked: a GPU with 100 MiB free)."""
+    monkeypatch.setattr(devices, "select_device",
+                        lambda spec=None: devices.DeviceChoice(torch.device("cuda:0"), "cuda:0"))
+    monkeypatch.setattr(devices, "free_bytes", lambda dev: 100 * 2**20 if dev.type == "cuda" else None)
+    voice = _load(files, device="cuda:0")
+    assert next(voice.synth.parameters()).device.type == "cpu"
+    msg = voice.device_choice.fallback_reason
+    assert msg.startswith("Voice 'voice' needs about 0.5 GiB on cuda:0 but only 0.1 GiB is free; running it on the CPU")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a voice on the GPU needs a CUDA GPU (none here)")
+def test_gpu_voice_is_fp16_graphed_and_measures_its_peak(files):
+    from cuda_ops.graphs import GraphedSynthesizer
+
+    voice = _load(files, device="cuda:0")
+    assert isinstance(voice.synth, GraphedSynthesizer)
+    assert next(voice.synth.parameters()).dtype == torch.float16
+    peak = voice.measure_peak_memory()
+    assert peak is not None and peak >= voice.memory.weights_bytes
+    state = voice.init_state()
+    for _ in range(3):
+        out, state = voice.process(np.zeros(voice.hop_samples, np.float32), state, {"f0_method": "dsp"})
+    assert voice.synth.graph.captures >= 1 and voice.synth.graph.replays >= 2, voice.synth.graph.eager_reason
