@@ -408,7 +408,9 @@ def load_rvc_voice(
         from engine.voices.rvc.onnx_model import load_onnx_synthesizer
 
         synth = load_onnx_synthesizer(path)
-        dev = "cpu"
+        dev = "cpu"  # the content encoder; onnxruntime places the synthesizer itself
+        on_gpu = synth.provider == "CUDAExecutionProvider"
+        choice = devices.DeviceChoice(torch.device("cuda:0" if on_gpu else "cpu"), "onnxruntime", synth.fallback_reason)
     else:
         from engine.voices.rvc.checkpoint import load_synthesizer
 
