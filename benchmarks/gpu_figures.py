@@ -4,7 +4,8 @@
         [--blocks 250,100,50,20] [--count 5] [--index-sizes 10000,100000,1000000]
 
 * live: ms per block and RTF (ms / block_ms; < 1 keeps up) of the whole streaming RVC voice at each
-  block size: CPU fp32, and on CUDA fp16 with CUDA graphs on and off;
+  block size (extra 2500 ms, crossfade min(50 ms, block)): CPU fp32, and on CUDA fp16 with CUDA
+  graphs on and off;
 * offline: ms to convert 1 s of audio (one window, no partial decoding);
 * index: ms to search (and blend) one 250 ms block's frames (16 x 768) against RVC-like IVF indexes
   of each size (nlist = min(16 sqrt(N), N / 39), nprobe 1, as RVC trains them): faiss-cpu beside
@@ -86,7 +87,9 @@ class Models:
         from cuda_ops.graphs import GraphedSynthesizer
 
         synth = GraphedSynthesizer(self.synth, enabled=graphs) if self.dev.type == "cuda" else self.synth
-        v = RVCVoice(synth, self.encoder, pitch_estimators=self.pitch, block_ms=block_ms, extra_ms=2500, crossfade_ms=50)
+        # the crossfade cannot exceed the block (RVCVoice does not check: SOLA fails on it)
+        v = RVCVoice(synth, self.encoder, pitch_estimators=self.pitch, block_ms=block_ms, extra_ms=2500,
+                     crossfade_ms=min(50.0, block_ms))
         v.memory = devices.VoiceMemory(str(self.dev), devices.module_bytes(self.synth) + devices.module_bytes(self.encoder.model))
         return v
 
@@ -265,7 +268,7 @@ def main() -> None:
     cuda = torch.device("cuda:0") if torch.cuda.is_available() and not args.cpu_only else None
     x = _speech()
     result: dict = {"machine": machine(), "settings": {"blocks_ms": blocks, "count": args.count, "extra_ms": 2500,
-                                                        "crossfade_ms": 50, "model": "RVC v2 40k full size + HuBERT base, random weights"}}
+                                                        "crossfade_ms": "min(50, block_ms)", "model": "RVC v2 40k full size + HuBERT base, random weights"}}
     if args.tests_log and args.tests_log.is_file():
         lines = [ln for ln in args.tests_log.read_text().splitlines() if ln.strip()]
         result["tests"] = lines[-1] if lines else ""

@@ -104,6 +104,7 @@ def knn_flat_kernel(queries: torch.Tensor, vectors: torch.Tensor, k: int = DEFAU
     qn = (q * q).sum(1).contiguous()
     nq, d = q.shape
     n = v.shape[0]
+    block_n = max(block_n, _pow2(k))  # a tile must be able to hold all k of a query's neighbours
     kk = min(k, n, block_n)
     n_tiles = triton.cdiv(n, block_n)
     out_d = torch.empty((nq, n_tiles, kk), device=q.device, dtype=torch.float32)
@@ -193,6 +194,7 @@ def knn_ivf_kernel(queries: torch.Tensor, lists: IvfLists, k: int = DEFAULT_K, n
     probes = probes.clamp_min(0).to(torch.int64).contiguous()
     nq, d = q.shape
     p = probes.shape[1]
+    block_n = max(block_n, _pow2(k))
     n_chunks = max(1, triton.cdiv(lists.max_list, block_n))
     kk = min(k, block_n)
     out_d = torch.empty((nq, p, n_chunks, kk), device=q.device, dtype=torch.float32)
@@ -314,6 +316,9 @@ class DeviceIndex:
                 size = inv.list_size(lst)
                 if size:
                     ids = faiss.rev_swig_ptr(inv.get_ids(lst), size).copy()
+                    if ids.min() < 0 or ids.max() >= index.ntotal:
+                        list_of[:] = -1  # ids of its own (add_with_ids): search exactly instead
+                        break
                     list_of[ids] = lst
             if (list_of >= 0).all():
                 lists = IvfLists.build(torch.as_tensor(centroids).to(device), torch.as_tensor(list_of).to(device), v)

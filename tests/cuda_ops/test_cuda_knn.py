@@ -170,3 +170,11 @@ def test_cuda_features_are_blended_on_the_gpu(tmp_path, ivf_index):
     got = feature_index.blend(feats.cuda().half(), 0.6)
     assert got.device.type == "cuda" and got.dtype == torch.float16
     torch.testing.assert_close(got.float().cpu(), want, rtol=2e-3, atol=2e-2)
+
+
+def test_more_neighbours_than_a_tile_holds(kernel_device):
+    v = torch.from_numpy(_clustered(300, 16, 13)).to(kernel_device)
+    q = torch.from_numpy(_clustered(5, 16, 14)).to(kernel_device)
+    d_ref, i_ref = knn.knn_flat_reference(q, v, 100)
+    d_k, i_k = knn.knn_flat(q, v, 100, impl="kernel")
+    _assert_same_neighbours(d_k.cpu(), i_k.cpu(), d_ref.cpu(), i_ref.cpu())
