@@ -258,3 +258,20 @@ def measure_peak_bytes(device: Any, fn: Callable[[], Any]) -> tuple[Any, int | N
     result = fn()
     torch.cuda.synchronize(device)
     return result, int(torch.cuda.max_memory_allocated(device))
+
+
+def describe_voice_device(voice: Any) -> dict[str, Any]:
+    """What the app and ``/health`` show for a loaded voice: ``{device, requested, fallback_reason,
+    memory}`` (memory: VoiceMemory.as_dict() or None); works for any voice (built-in ones run on the CPU)."""
+    choice = getattr(voice, "device_choice", None)
+    memory = getattr(voice, "memory", None)
+    synth = getattr(voice, "synth", None)
+    graph = getattr(synth, "graph", None)
+    return {
+        "device": str(choice.device) if choice is not None else "cpu",
+        "requested": choice.requested if choice is not None else "cpu",
+        "fallback_reason": choice.fallback_reason if choice is not None else "",
+        "memory": memory.as_dict() if memory is not None else None,
+        "cuda_graphs": None if graph is None else {"enabled": graph.enabled, "captures": graph.captures,
+                                                   "replays": graph.replays, "eager_reason": graph.eager_reason},
+    }

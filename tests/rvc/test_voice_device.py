@@ -72,3 +72,14 @@ def test_gpu_voice_is_fp16_graphed_and_measures_its_peak(files):
     for _ in range(3):
         out, state = voice.process(np.zeros(voice.hop_samples, np.float32), state, {"f0_method": "dsp"})
     assert voice.synth.graph.captures >= 1 and voice.synth.graph.replays >= 2, voice.synth.graph.eager_reason
+
+
+def test_what_the_health_view_shows(files):
+    voice = _load(files, device="cpu")
+    info = devices.describe_voice_device(voice)
+    assert info["device"] == "cpu" and info["fallback_reason"] == "" and info["cuda_graphs"] is None
+    assert info["memory"]["weights_bytes"] == voice.memory.weights_bytes
+    from engine.voices.registry import load_voice
+
+    builtin = devices.describe_voice_device(load_voice("natural"))
+    assert builtin == {"device": "cpu", "requested": "cpu", "fallback_reason": "", "memory": None, "cuda_graphs": None}
