@@ -83,3 +83,54 @@ def test_what_the_health_view_shows(files):
 
     builtin = devices.describe_voice_device(load_voice("natural"))
     assert builtin == {"device": "cpu", "requested": "cpu", "fallback_reason": "", "memory": None, "cuda_graphs": None}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the voice on CUDA needs a CUDA GPU (none here)")
+def test_the_voice_on_cuda_sounds_like_the_voice_on_the_cpu(tmp_path):
+    """Same weights, same noise, fp32: a CUDA voice (graphed decode, GPU index, NSF kernel) gives the
+    CPU voice's blocks; the graphed and the eager CUDA voices agree exactly."""
+    import faiss
+    import soundfile as sf
+    from tiny_models import tiny_synthesizer
+
+    from cuda_ops.graphs import GraphedSynthesizer
+    from engine.dsp.resample import resample
+    from engine.voices.rvc.index import FeatureIndex
+    from engine.voices.rvc.voice import RVCVoice
+
+    x, sr = sf.read("tests/data/cmuarctic_slt_F_arctic_a0009.wav", dtype="float32")
+    x = resample(x, sr, 40000)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((500, 768)).astype(np.float32)
+    flat = faiss.IndexFlatL2(768)
+    flat.add(vectors)
+
+    class Encoder:  # frame-local, deterministic, on the voice's device
+        versions = ("v2",)
+
+        def __init__(self, device):
+            self.device = device
+
+        def encode(self, audio, version):
+            a = torch.as_tensor(np.asarray(audio, np.float32)).to(self.device)
+            t = (len(a) - 400) // 320 + 1
+            frames = a.unfold(0, 400, 320)[:t]
+            return torch.tanh(frames @ P.to(self.device))[None]
+
+    P = torch.from_numpy(np.random.default_rng(1).standard_normal((400, 768)).astype(np.float32))
+    params = {"f0_method": "dsp", "index_rate": 0.5, "transpose_st": 2}
+    outs = {}
+    for name, device, graphs in (("cpu", "cpu", False), ("cuda_eager", "cuda", False), ("cuda_graphs", "cuda", True)):
+        synth = tiny_synthesizer("v2", True, 40000, seed=1).to(device)
+        if device == "cuda":
+            synth = GraphedSynthesizer(synth, enabled=graphs)
+        voice = RVCVoice(synth, Encoder(torch.device(device)), index=FeatureIndex(flat, vectors),
+                         block_ms=200, extra_ms=600, crossfade_ms=40)
+        state = voice.init_state()
+        hop = voice.hop_samples
+        outs[name] = np.concatenate([voice.process(x[i : i + hop], state, params)[0] for i in range(0, 5 * hop, hop)])
+        if graphs:
+            assert voice.synth.graph.captures == 1 and voice.synth.graph.replays == 5, voice.synth.graph.eager_reason
+    np.testing.assert_allclose(outs["cuda_graphs"], outs["cuda_eager"], atol=1e-5)
+    assert np.abs(outs["cpu"]).max() > 1e-2
+    np.testing.assert_allclose(outs["cuda_eager"], outs["cpu"], atol=5e-3)
