@@ -289,7 +289,8 @@ class RVCVoice:
         if method not in self._estimators:
             from engine.voices.rvc.f0 import load_pitch_estimator
 
-            self._estimators[method] = load_pitch_estimator(method, self.models_dir)
+            dev = next(self.synth.parameters()).device if self._partial else "cpu"  # FCPE/RMVPE beside the model
+            self._estimators[method] = load_pitch_estimator(method, self.models_dir, device=dev)
         return self._estimators[method]
 
     def _update_pitch(self, state: _State, method: str) -> None:
