@@ -9,8 +9,8 @@
 #      timeout_s=540). The device tool copies the working tree (tracked and untracked files) plus
 #      the carried folder; results go to $OUT and come back.
 #
-# Steps: a venv that sees the machine's own torch/Triton (--system-site-packages) gets the wheels
-# (--no-index), the GPU tests run (cuda_ops kernels compiled, CUDA graphs replay == eager, the GPU
+# Steps: the wheels go to a folder on PYTHONPATH beside the machine's own torch/Triton (--no-index),
+# the GPU tests run (cuda_ops kernels compiled, CUDA graphs replay == eager, the GPU
 # voice, ONNX on CUDA where onnxruntime-gpu is present), then benchmarks/gpu_figures.py writes
 # $OUT/gpu_figures.json: per-block ms and RTF at 250/100/50/20 ms (CPU fp32; CUDA fp16 with graphs
 # on and off), ms to convert 1 s offline, index search ms at 10k/100k/1M vectors (faiss-cpu vs GPU),
@@ -31,11 +31,12 @@ py=${PYTHON:-python3}
 [ -x .venv/bin/python ] && [ "${CPU_ONLY:-0}" = 1 ] && py=.venv/bin/python
 
 if [ "${CPU_ONLY:-0}" != 1 ] && [ -d wheels ]; then
-    # the machine's torch + Triton stay; only what is missing comes from the wheels
-    "$py" -m venv --system-site-packages /tmp/autovoice-gpu-venv
-    py=/tmp/autovoice-gpu-venv/bin/python
-    "$py" -m pip install -q --no-index --find-links wheels wheels/*.whl >"$out/pip.log" 2>&1 \
+    # the machine's torch + Triton stay; exactly the carried wheels go to a folder of their own
+    # (--no-deps: their dependencies are carried too, numpy and torch are the machine's)
+    site=/tmp/autovoice-gpu-site
+    "$py" -m pip install -q --no-index --no-deps --target "$site" wheels/*.whl >"$out/pip.log" 2>&1 \
         || { echo "wheel install failed, see $out/pip.log"; tail -5 "$out/pip.log"; }
+    export PYTHONPATH="$PYTHONPATH:$site"
 fi
 
 "$py" - <<'PY' | tee "$out/environment.log"

@@ -279,6 +279,8 @@ def main() -> None:
     stamp("CPU: building models")
     cpu = Models(torch.device("cpu"), half=False)
     result["pitch"] = cpu.pitch_method
+    if hasattr(cpu, "pitch_note"):
+        result["pitch_note"] = cpu.pitch_note
     stamp("CPU: live blocks")
     live = {"cpu_fp32": live_section(cpu, blocks, args.count, x, graphs=False)}
     stamp("CPU: offline 1 s")
