@@ -178,3 +178,19 @@ def test_more_neighbours_than_a_tile_holds(kernel_device):
     d_ref, i_ref = knn.knn_flat_reference(q, v, 100)
     d_k, i_k = knn.knn_flat(q, v, 100, impl="kernel")
     _assert_same_neighbours(d_k.cpu(), i_k.cpu(), d_ref.cpu(), i_ref.cpu())
+
+
+def test_auto_picks_the_kernel_for_cuda_tensors_when_triton_compiles(monkeypatch):
+    """The CUDA branch of the dispatcher, exercised without a GPU (a stand-in with a CUDA device)."""
+    from types import SimpleNamespace
+
+    on_gpu = SimpleNamespace(device=torch.device("cuda", 0))
+    monkeypatch.setattr(dispatch, "kernel_mode", lambda: "compiled")
+    assert dispatch.use_kernel(on_gpu) is True and dispatch.kernel_can_take(on_gpu)
+    assert dispatch.use_kernel(torch.zeros(1)) is False  # CPU tensors still take the reference
+    assert dispatch.use_kernel(on_gpu, "reference") is False
+    monkeypatch.setenv(dispatch.ENV_IMPL, "reference")  # the switch that turns every kernel off
+    assert dispatch.use_kernel(on_gpu) is False
+    monkeypatch.setattr(dispatch, "kernel_mode", lambda: "interpreted")
+    monkeypatch.delenv(dispatch.ENV_IMPL)
+    assert dispatch.use_kernel(on_gpu) is False  # interpreted kernels never run by default
