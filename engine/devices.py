@@ -261,17 +261,56 @@ def measure_peak_bytes(device: Any, fn: Callable[[], Any]) -> tuple[Any, int | N
 
 
 def describe_voice_device(voice: Any) -> dict[str, Any]:
-    """What the app and ``/health`` show for a loaded voice: ``{device, requested, fallback_reason,
-    memory}`` (memory: VoiceMemory.as_dict() or None); works for any voice (built-in ones run on the CPU)."""
+    """What the app and ``/health`` show for a loaded voice: ``{parts, device, requested,
+    fallback_reason, memory, cuda_graphs}``; ``parts`` names the device of each stage of a neural
+    voice (``{}`` for built-in ones, which run on the CPU); memory: VoiceMemory.as_dict() or None."""
     choice = getattr(voice, "device_choice", None)
     memory = getattr(voice, "memory", None)
     synth = getattr(voice, "synth", None)
     graph = getattr(synth, "graph", None)
     return {
+        "parts": _parts(voice),
         "device": str(choice.device) if choice is not None else "cpu",
         "requested": choice.requested if choice is not None else "cpu",
         "fallback_reason": choice.fallback_reason if choice is not None else "",
         "memory": memory.as_dict() if memory is not None else None,
         "cuda_graphs": None if graph is None else {"enabled": graph.enabled, "captures": graph.captures,
                                                    "replays": graph.replays, "eager_reason": graph.eager_reason},
+    }
+
+
+def _device_of(obj: Any) -> str:
+    params = getattr(obj, "parameters", None)
+    if callable(params):
+        try:
+            return str(next(iter(params())).device)
+        except StopIteration:
+            pass
+    for attr in ("device",):
+        if getattr(obj, attr, None) is not None:
+            return str(getattr(obj, attr))
+    providers = getattr(obj, "providers", None)
+    if providers:
+        return "cuda (onnxruntime)" if providers[0] == "CUDAExecutionProvider" else "cpu (onnxruntime)"
+    return "cpu"
+
+
+def _parts(voice: Any) -> dict[str, str]:
+    """Device per stage of an RVC voice; {} for voices without those stages."""
+    synth = getattr(voice, "synth", None)
+    if synth is None:
+        return {}
+    synth_dev = _device_of(synth)
+    index = getattr(voice, "index", None)
+    index_where = "none"
+    if index is not None:
+        index_where = f"{synth_dev} (device copy)" if synth_dev.startswith("cuda") else "cpu (faiss)"
+    pitch = {name: _device_of(est) for name, est in getattr(voice, "_estimators", {}).items()}
+    return {
+        "resampling": "cpu (soxr)",
+        "content_encoder": _device_of(getattr(voice, "encoder", None)),
+        "pitch": ", ".join(f"{k}: {v}" for k, v in sorted(pitch.items())) or "not loaded yet",
+        "index": index_where,
+        "synthesizer": synth_dev,
+        "sola": "cpu (numpy)",
     }

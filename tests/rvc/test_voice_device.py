@@ -72,6 +72,8 @@ def test_gpu_voice_is_fp16_graphed_and_measures_its_peak(files):
     for _ in range(3):
         out, state = voice.process(np.zeros(voice.hop_samples, np.float32), state, {"f0_method": "dsp"})
     assert voice.synth.graph.captures >= 1 and voice.synth.graph.replays >= 2, voice.synth.graph.eager_reason
+    parts = devices.describe_voice_device(voice)["parts"]
+    assert parts["synthesizer"] == parts["content_encoder"] == parts["pitch"].split(": ")[1] == "cuda:0"
 
 
 def test_what_the_health_view_shows(files):
@@ -79,10 +81,15 @@ def test_what_the_health_view_shows(files):
     info = devices.describe_voice_device(voice)
     assert info["device"] == "cpu" and info["fallback_reason"] == "" and info["cuda_graphs"] is None
     assert info["memory"]["weights_bytes"] == voice.memory.weights_bytes
+    assert info["parts"] == {"resampling": "cpu (soxr)", "content_encoder": "cpu", "pitch": "not loaded yet",
+                             "index": "none", "synthesizer": "cpu", "sola": "cpu (numpy)"}
+    voice.process(np.zeros(voice.hop_samples, np.float32), voice.init_state(), {"f0_method": "dsp"})
+    assert devices.describe_voice_device(voice)["parts"]["pitch"] == "dsp: cpu"
     from engine.voices.registry import load_voice
 
     builtin = devices.describe_voice_device(load_voice("natural"))
-    assert builtin == {"device": "cpu", "requested": "cpu", "fallback_reason": "", "memory": None, "cuda_graphs": None}
+    assert builtin == {"parts": {}, "device": "cpu", "requested": "cpu", "fallback_reason": "", "memory": None,
+                       "cuda_graphs": None}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the voice on CUDA needs a CUDA GPU (none here)")
