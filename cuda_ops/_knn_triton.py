@@ -15,8 +15,8 @@ def flat_topk_tiles_kernel(
     """One program: BQ queries x BN stored vectors. Squared L2 distances via
     ``|q|^2 - 2 q.v + |v|^2`` (tl.dot, IEEE fp32), then the K smallest of the tile per query by K
     rounds of min/argmin. Writes (Q, n_tiles, K) candidate distances and global ids."""
-    pid_q = tl.program_id(0)
-    pid_n = tl.program_id(1)
+    pid_n = tl.program_id(0)  # vector tiles on axis 0: its limit is 2^31 - 1, axis 1's only 65535
+    pid_q = tl.program_id(1)
     rq = pid_q * BQ + tl.arange(0, BQ)
     rn = pid_n * BN + tl.arange(0, BN)
     mq = rq < Q
@@ -25,8 +25,8 @@ def flat_topk_tiles_kernel(
     for d0 in range(0, D, BD):
         rd = d0 + tl.arange(0, BD)
         md = rd < D
-        qt = tl.load(q_ptr + rq[:, None] * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0)
-        vt = tl.load(v_ptr + rn[:, None] * D + rd[None, :], mask=mn[:, None] & md[None, :], other=0.0)
+        qt = tl.load(q_ptr + rq[:, None].to(tl.int64) * D + rd[None, :], mask=mq[:, None] & md[None, :], other=0.0)
+        vt = tl.load(v_ptr + rn[:, None].to(tl.int64) * D + rd[None, :], mask=mn[:, None] & md[None, :], other=0.0)
         acc += tl.dot(qt, tl.trans(vt), input_precision="ieee")
     qn = tl.load(qn_ptr + rq, mask=mq, other=0.0)
     vn = tl.load(vn_ptr + rn, mask=mn, other=0.0)
@@ -34,7 +34,7 @@ def flat_topk_tiles_kernel(
     d2 = tl.maximum(d2, 0.0)
     d2 = tl.where(mn[None, :], d2, float("inf"))
     cols = tl.arange(0, BN)
-    base = (rq * n_tiles + pid_n) * K
+    base = (rq.to(tl.int64) * n_tiles + pid_n) * K
     for j in tl.static_range(K):
         best = tl.min(d2, axis=1)
         arg = tl.argmin(d2, axis=1)
@@ -66,7 +66,7 @@ def ivf_topk_chunks_kernel(
         rd = d0 + tl.arange(0, BD)
         md = rd < D
         qv = tl.load(q_ptr + pid_q * D + rd, mask=md, other=0.0)
-        vt = tl.load(v_ptr + rows[:, None] * D + rd[None, :], mask=mrow[:, None] & md[None, :], other=0.0)
+        vt = tl.load(v_ptr + rows[:, None].to(tl.int64) * D + rd[None, :], mask=mrow[:, None] & md[None, :], other=0.0)
         acc += tl.sum(vt * qv[None, :], axis=1)
     qn = tl.load(qn_ptr + pid_q)
     vn = tl.load(vn_ptr + rows, mask=mrow, other=0.0)

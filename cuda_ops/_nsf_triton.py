@@ -16,8 +16,8 @@ def nsf_source_kernel(
     ``t = head + s // upp`` at step ``k = s % upp``; harmonic h has phase
     ``start[b, h, t] + rad[b, h, t] * (k + 1)`` cycles (fp32, as the reference). Output
     ``tanh(sum_h w_h * (sin(2 pi phase) * amp * uv + noise_amp * noise[b, h, s]) + bias)``."""
-    pid_b = tl.program_id(0)
-    pid_s = tl.program_id(1)
+    pid_s = tl.program_id(0)  # samples on axis 0 (limit 2^31 - 1): a long song has > 65535 blocks
+    pid_b = tl.program_id(1)
     s = pid_s * BLOCK + tl.arange(0, BLOCK)
     ms = s < n
     t = head + s // upp
@@ -31,10 +31,10 @@ def nsf_source_kernel(
         r = tl.load(rad_ptr + (pid_b * H + h) * T + t, mask=ms, other=0.0)
         phase = st + r * step
         sine = tl.sin(phase * 6.283185307179586) * sine_amp
-        z = tl.load(noise_ptr + (pid_b * H + h) * n + s, mask=ms, other=0.0)
+        z = tl.load(noise_ptr + (pid_b * H + h).to(tl.int64) * n + s, mask=ms, other=0.0)
         w = tl.load(w_ptr + h)
         acc += w * (sine * uv + noise_amp * z)
     x = acc + tl.load(b_ptr)
     # tanh(x) = 1 - 2 / (exp(2x) + 1): exact at both ends (exp overflow gives 1, underflow -1)
     y = 1.0 - 2.0 / (tl.exp(2.0 * x) + 1.0)
-    tl.store(out_ptr + pid_b * n + s, y, mask=ms)
+    tl.store(out_ptr + pid_b.to(tl.int64) * n + s, y, mask=ms)

@@ -26,6 +26,8 @@ from cuda_ops.dispatch import Impl, use_kernel
 DEFAULT_K = 8
 MIN_SQUARED_DISTANCE = 1e-12  # as engine/voices/rvc/index.py: an exact match dominates, never NaN
 _REF_CHUNK = 65536  # stored vectors per step of the reference (bounds its (Q, chunk) scratch)
+_REF_QUERIES = 1024  # queries per step of the reference
+_CANDIDATES_PER_CALL = 1 << 24  # per-tile candidates one kernel launch may write
 
 
 def _pow2(n: int) -> int:
@@ -50,6 +52,10 @@ def knn_flat_reference(queries: torch.Tensor, vectors: torch.Tensor, k: int = DE
                        vector_norms: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact k nearest by squared L2. queries (Q, D), vectors (N, D) -> (d2 (Q, k), ids (Q, k))."""
     _check(queries, vectors)
+    if queries.shape[0] > _REF_QUERIES:  # bounded scratch: (queries per step, chunk) floats
+        parts = [knn_flat_reference(queries[s : s + _REF_QUERIES], vectors, k, vector_norms)
+                 for s in range(0, queries.shape[0], _REF_QUERIES)]
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     q = queries.float()
     vn = squared_norms(vectors) if vector_norms is None else vector_norms
     qn = (q * q).sum(1, keepdim=True)
@@ -107,13 +113,25 @@ def knn_flat_kernel(queries: torch.Tensor, vectors: torch.Tensor, k: int = DEFAU
     block_n = max(block_n, _pow2(k))  # a tile must be able to hold all k of a query's neighbours
     kk = min(k, n, block_n)
     n_tiles = triton.cdiv(n, block_n)
-    out_d = torch.empty((nq, n_tiles, kk), device=q.device, dtype=torch.float32)
-    out_i = torch.empty((nq, n_tiles, kk), device=q.device, dtype=torch.int64)
     bq = 16
     bd = min(64, max(16, _pow2(d)))
-    grid = (triton.cdiv(nq, bq), n_tiles)
-    kt.flat_topk_tiles_kernel[grid](q, qn, v, vn, out_d, out_i, nq, n, d, n_tiles, K=kk, BQ=bq, BN=block_n, BD=bd)
-    return _merge(out_d.view(nq, -1), out_i.view(nq, -1), k)
+    # queries in groups, so the (group, n_tiles, k) candidates stay under ~16 M entries (a long song
+    # against a big index would otherwise need gigabytes of scratch)
+    group = max(bq, (_CANDIDATES_PER_CALL // (n_tiles * kk)) // bq * bq)
+    ds, ids = [], []
+    for s in range(0, nq, group):
+        qs, qns = q[s : s + group], qn[s : s + group]
+        m = qs.shape[0]
+        out_d = torch.empty((m, n_tiles, kk), device=q.device, dtype=torch.float32)
+        out_i = torch.empty((m, n_tiles, kk), device=q.device, dtype=torch.int64)
+        grid = (n_tiles, triton.cdiv(m, bq))
+        kt.flat_topk_tiles_kernel[grid](qs, qns, v, vn, out_d, out_i, m, n, d, n_tiles, K=kk, BQ=bq, BN=block_n, BD=bd)
+        d_s, i_s = _merge(out_d.view(m, -1), out_i.view(m, -1), k)
+        ds.append(d_s)
+        ids.append(i_s)
+    if not ds:
+        return _pad_k(torch.empty((0, 0), device=q.device), torch.empty((0, 0), dtype=torch.int64, device=q.device), k)
+    return torch.cat(ds), torch.cat(ids)
 
 
 def knn_flat(queries: torch.Tensor, vectors: torch.Tensor, k: int = DEFAULT_K,

@@ -81,7 +81,7 @@ def nsf_source_kernel(f0: torch.Tensor, upp: int, sample_rate: int, weight: torc
     if noise is None:
         noise = torch.randn((b, h, n), device=f0.device)
     out = torch.empty((b, n), device=f0.device, dtype=torch.float32)
-    kt.nsf_source_kernel[(b, triton.cdiv(n, block))](
+    kt.nsf_source_kernel[(triton.cdiv(n, block), b)](
         start.contiguous(), rad.contiguous(), f0.float().contiguous(), noise.float().contiguous(),
         weight.float().reshape(-1).contiguous(), bias.float().reshape(-1).contiguous(), out, t, n, head, upp,
         SINE_AMP, NSF_NOISE_STD, SINE_AMP / 3, H=h, BLOCK=block,

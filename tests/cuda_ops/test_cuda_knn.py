@@ -194,3 +194,17 @@ def test_auto_picks_the_kernel_for_cuda_tensors_when_triton_compiles(monkeypatch
     monkeypatch.setattr(dispatch, "kernel_mode", lambda: "interpreted")
     monkeypatch.delenv(dispatch.ENV_IMPL)
     assert dispatch.use_kernel(on_gpu) is False  # interpreted kernels never run by default
+
+
+def test_many_queries_are_searched_in_groups(kernel_device, monkeypatch):
+    """A long song's frames against an index: the search runs in groups of queries with bounded
+    scratch, and gives what one call would."""
+    v = torch.from_numpy(_clustered(200, 16, 15)).to(kernel_device)
+    q = torch.from_numpy(_clustered(70, 16, 16)).to(kernel_device)
+    d_one, i_one = knn.knn_flat_reference(q, v, 8)
+    monkeypatch.setattr(knn, "_CANDIDATES_PER_CALL", 16 * 4 * 8)  # 16 queries x 4 tiles x k per launch
+    monkeypatch.setattr(knn, "_REF_QUERIES", 16)
+    d_ref, i_ref = knn.knn_flat_reference(q, v, 8)
+    assert torch.equal(d_ref, d_one) and torch.equal(i_ref, i_one)
+    d_k, i_k = knn.knn_flat(q, v, 8, impl="kernel")
+    _assert_same_neighbours(d_k.cpu(), i_k.cpu(), d_one.cpu(), i_one.cpu())
