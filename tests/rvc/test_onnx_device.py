@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import random_inputs, write_tiny_onnx
+pytest.importorskip("onnx", reason="onnx is not installed (the neural extra has it; gpu_check.sh may run without)")
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the neural extra has it)")
 
-from engine.voices.rvc.onnx_model import CUDA_PROVIDER, load_onnx_synthesizer
+from tiny_models import random_inputs, write_tiny_onnx  # noqa: E402
+
+from engine.voices.rvc.onnx_model import CUDA_PROVIDER, load_onnx_synthesizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
