@@ -13,6 +13,7 @@ fails (an op that syncs with the host, say), the call runs eagerly; ``eager_reas
 
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Callable, Sequence
 
@@ -102,6 +103,8 @@ class GraphedSynthesizer(torch.nn.Module):
         self.cfg = synth.cfg
         self._graphed = GraphedCall(self._run, enabled)
         self._static: dict[str, Any] = {}
+        # the wrapped model's own default (cuda_ops does not import the engine: imports point down)
+        self._flow_context_default = inspect.signature(synth.infer).parameters["flow_context"].default
 
     @property
     def sample_rate(self) -> int:
@@ -126,9 +129,7 @@ class GraphedSynthesizer(torch.nn.Module):
               noise_z=None, noise_nsf=None, generator=None, sine_phase0=None, flow_context=None,
               decoder_context: int = 0) -> torch.Tensor:
         """See SynthesizerTrn.infer; phone: (B, T, C) ... -> audio (B, 1, return_length * hop)."""
-        from engine.voices.rvc.synthesizer import FLOW_CONTEXT_FRAMES
-
-        flow_context = FLOW_CONTEXT_FRAMES if flow_context is None else int(flow_context)
+        flow_context = self._flow_context_default if flow_context is None else int(flow_context)
         t = phone.shape[1]
         head = 0 if skip_head is None else int(skip_head)
         length = t - head if return_length is None else int(return_length)
