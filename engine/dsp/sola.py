@@ -9,6 +9,10 @@ offset that best correlates with the tail kept from the previous call, then cros
     previous tail      [==== crossfade ====]
     new chunk     [.. search ..][==== crossfade ====][......... hop - crossfade .........][kept tail]
                       ^ best offset
+
+``process`` also takes a torch tensor (a chunk decoded on the GPU, say): then the search and the
+crossfade run on the tensor's device through ``cuda_ops.sola`` (a Triton kernel on CUDA), in
+float32, and the result stays there.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ class Sola:
     def init_state(self) -> dict:
         return {"tail": None}
 
-    def process(self, chunk: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
-        """chunk: (hop + crossfade + search,) -> (hop,)."""
+    def process(self, chunk, state: dict):
+        """chunk: (hop + crossfade + search,) numpy or torch -> (hop,) of the same kind."""
+        if not isinstance(chunk, np.ndarray) and type(chunk).__module__.startswith("torch"):
+            return self._process_torch(chunk, state)
         c, s, h = self.crossfade, self.search, self.hop
         tail = state["tail"]
         offset = 0
@@ -45,4 +51,19 @@ class Sola:
         if tail is not None and c > 0:
             out[:c] = out[:c] * self.fade_in + tail * self.fade_out
         state["tail"] = chunk[offset + h : offset + h + c].astype(np.float32).copy()
+        return out, state
+
+    def _process_torch(self, chunk, state: dict):
+        import torch
+
+        from cuda_ops.sola import sola_step
+
+        fades = state.get("fades")
+        if fades is None or fades[0].device != chunk.device:
+            fades = (torch.from_numpy(self.fade_in).to(chunk.device), torch.from_numpy(self.fade_out).to(chunk.device))
+            state["fades"] = fades
+        tail = state["tail"]
+        if tail is not None and not isinstance(tail, torch.Tensor):
+            tail = torch.from_numpy(np.ascontiguousarray(tail)).to(chunk.device)
+        out, state["tail"], _offset = sola_step(chunk.float(), tail, fades[0], fades[1], self.hop, self.search)
         return out, state

@@ -13,6 +13,10 @@ original features: ``feats = feats * m + original * (1 - m)``, m = 1 where voice
 where unvoiced; RVC applies it only when protect < 0.5 (0.5 means off).
 
 The index's own ``nprobe`` (RVC saves 1) is used, as RVC does.
+
+When the features are a CUDA tensor (the voice runs on a GPU), ``blend`` searches a copy of the
+index held on that GPU (``cuda_ops.knn.DeviceIndex``: the same IVF lists and nprobe, so the same
+neighbours) instead of faiss-cpu, and the features never leave the device.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class FeatureIndex:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.path = path
         self.dim = int(index.d)
+        self._device_copies: dict = {}  # torch.device -> cuda_ops.knn.DeviceIndex
 
     @property
     def name(self) -> str:
@@ -90,6 +95,10 @@ class FeatureIndex:
             raise ValueError(f"index_rate must be in [0, 1], got {index_rate}")
         if index_rate == 0:
             return feats
+        if isinstance(feats, torch.Tensor) and feats.device.type == "cuda":
+            flat = feats.detach().reshape(-1, feats.shape[-1])
+            mixed = self.on_device(feats.device).blend(flat, index_rate, k)
+            return mixed.reshape(feats.shape).to(feats.dtype)
         is_torch = isinstance(feats, torch.Tensor)
         arr = feats.detach().float().cpu().numpy() if is_torch else np.asarray(feats, dtype=np.float32)
         flat = arr.reshape(-1, arr.shape[-1])
@@ -98,6 +107,21 @@ class FeatureIndex:
         if is_torch:
             return torch.from_numpy(mixed).to(device=feats.device, dtype=feats.dtype)
         return mixed
+
+
+    def on_device(self, device: torch.device):
+        """This index's vectors (and IVF lists) on ``device``, built once and kept."""
+        from cuda_ops.knn import DeviceIndex
+
+        dev = torch.device(device)
+        if dev not in self._device_copies:
+            self._device_copies[dev] = DeviceIndex.from_faiss(self.index, self.vectors, dev)
+        return self._device_copies[dev]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the vectors (and, once on a device, of the device copies)."""
+        return self.vectors.nbytes + sum(c.nbytes for c in self._device_copies.values())
 
 
 def load_index(path: str | os.PathLike, feature_dim: int | None = None) -> FeatureIndex:

@@ -14,12 +14,15 @@ wokada     feats, p_len, pitch, pitchf, sid (no-pitch: feats, p_len,   drawn ins
 
 onnxruntime runs on CUDA when the CUDA provider is installed and works, else on the CPU; ``providers``
 says what the session really uses (``session.get_providers()``), because onnxruntime-gpu silently
-falls back to the CPU when CUDA cannot start.
+falls back to the CPU when CUDA cannot start; ``fallback_reason`` then says so in one sentence (and
+it is logged once). On CUDA, ``infer`` runs through I/O binding: inputs are uploaded once (or read in
+place when they are CUDA torch tensors), the output is written on the device and copied back once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,8 @@ WOKADA_NONO_INPUTS = ("feats", "p_len", "sid")
 WOKADA_OPTIONAL = ("skip_head", "return_length", "formant_length")
 PINNED_PREFIX = "pinned_random_"
 SR_BY_NAME = {"32k": 32000, "40k": 40000, "48k": 48000}
+CUDA_PROVIDER = "CUDAExecutionProvider"
+log = logging.getLogger(__name__)
 
 
 def detect_contract(input_names: list[str] | tuple[str, ...], name: str = "the model") -> tuple[str, bool]:
@@ -108,6 +113,8 @@ class OnnxSynthesizer:
     pinned_inputs: list[str] = field(default_factory=list)
     session: Any = field(default=None, repr=False)
     float_type: Any = np.float32
+    fallback_reason: str = ""  # why CUDA was wanted and the session runs on the CPU ('' otherwise)
+    use_io_binding: bool = False  # on by default when the session really runs on CUDA
 
     @property
     def hop_samples(self) -> int:
@@ -171,9 +178,32 @@ class OnnxSynthesizer:
             feeds["pitchf"] = np.asarray(nsff0).astype(ft)
         if self.pinned_inputs:
             feeds.update(self._pinned_feeds(b, t, noise_z, noise_nsf))
-        outputs = self.session.run(None, feeds)
-        audio = np.asarray(outputs[self._audio_index()], dtype=np.float32)
+        if self.use_io_binding:
+            audio = self._run_bound(feeds)
+        else:
+            outputs = self.session.run(None, feeds)
+            audio = np.asarray(outputs[self._audio_index()], dtype=np.float32)
         return audio.reshape(b, 1, -1)
+
+    def _run_bound(self, feeds: dict[str, Any]) -> np.ndarray:
+        """Run with I/O binding on the session's device: numpy inputs are bound as host buffers
+        (one upload each), CUDA torch tensors in place; the audio output stays on the device until
+        the one copy back."""
+        device = "cuda" if self.provider == CUDA_PROVIDER else "cpu"
+        binding = self.session.io_binding()
+        for name, value in feeds.items():
+            if type(value).__module__.startswith("torch") and value.is_cuda:
+                value = value.contiguous()
+                binding.bind_input(name, "cuda", value.device.index or 0, _np_dtype(value), list(value.shape),
+                                   value.data_ptr())
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        names = [o.name for o in self.session.get_outputs()]
+        for name in names:
+            binding.bind_output(name, device)
+        self.session.run_with_iobinding(binding)
+        outputs = binding.copy_outputs_to_cpu()
+        return np.asarray(outputs[self._audio_index()], dtype=np.float32)
 
     # -- details --
 
@@ -272,6 +302,12 @@ def load_onnx_synthesizer(
     if feature_dim not in (256, 768):
         raise ModelFormatError(f"{name} takes {feature_dim or 'unknown'}-d content features; RVC uses 256 or 768.")
     version = meta.get("version") if meta.get("version") in ("v1", "v2") else ("v1" if feature_dim == 256 else "v2")
+    used = list(session.get_providers())
+    fallback = ""
+    if CUDA_PROVIDER in wanted and CUDA_PROVIDER not in used:
+        fallback = (f"{name}: onnxruntime could not start CUDA (the session uses {', '.join(used)}); "
+                    "the voice runs on the CPU. Check the CUDA and cuDNN libraries onnxruntime-gpu needs.")
+        log.warning(fallback)
     synth = OnnxSynthesizer(
         path=str(p),
         contract=contract,
@@ -279,11 +315,13 @@ def load_onnx_synthesizer(
         feature_dim=feature_dim,
         sample_rate=0,
         version=version,
-        providers=list(session.get_providers()),
+        providers=used,
         metadata=meta,
         pinned_inputs=pinned,
         session=session,
         float_type=float_type,
+        fallback_reason=fallback,
+        use_io_binding=bool(used) and used[0] == CUDA_PROVIDER,
     )
     sr = meta.get("sr")
     if sr is not None:
@@ -295,6 +333,12 @@ def load_onnx_synthesizer(
     if synth.sample_rate <= 0:
         synth.sample_rate = _probe_sample_rate(synth)
     return synth
+
+
+def _np_dtype(tensor: Any) -> Any:
+    import torch
+
+    return {torch.float32: np.float32, torch.float16: np.float16, torch.int64: np.int64}[tensor.dtype]
 
 
 def _probe_sample_rate(synth: OnnxSynthesizer) -> int:

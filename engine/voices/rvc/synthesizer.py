@@ -429,6 +429,11 @@ class SourceModuleHnNSF(nn.Module):
         a partial decode continues the sine exactly where a full decode would be.
         """
         length = f0.shape[1] - head if length is None else length
+        if f0.is_cuda and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            from cuda_ops.nsf import nsf_source  # the fused kernel; same result as the code below
+
+            return nsf_source(f0, upp, self.sample_rate, self.l_linear.weight, self.l_linear.bias,
+                              noise if noise is None else noise.float(), phase0, head, length)
         phase = self.sine_phase(f0, upp, phase0)[:, head * upp : (head + length) * upp]
         f0_cut = f0[:, head : head + length]
         uv = (f0_cut > 0).float().unsqueeze(2).expand(-1, -1, upp).reshape(f0.shape[0], -1)

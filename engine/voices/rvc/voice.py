@@ -141,6 +141,8 @@ class RVCVoice:
         self._sola = Sola(self.hop_samples, self.crossfade_frames * self.frame, self.search_frames * self.frame)
         self.param_specs = rvc_param_specs(cfg.spk_embed_dim, cfg.f0)
         self._partial = hasattr(synthesizer, "infer") and isinstance(synthesizer, torch.nn.Module)
+        self.device_choice: Any = None  # engine.devices.DeviceChoice, set by load_rvc_voice
+        self.memory: Any = None  # engine.devices.VoiceMemory, set by load_rvc_voice
 
     # --- the Voice protocol ---
 
@@ -182,6 +184,26 @@ class RVCVoice:
             state.phase0 = float((state.phase0 + per_frame.sum()) % 1.0)
         state.calls += 1
         return out.astype(np.float32), state
+
+    def measure_peak_memory(self, params: dict[str, Any] | None = None) -> int | None:
+        """Convert two silent blocks on a fresh state; the peak device bytes (None off CUDA) go to
+        ``memory.peak_bytes``. Call it off the audio thread (it is one warm-up)."""
+        from engine import devices
+
+        dev = next(self.synth.parameters()).device if self._partial else torch.device("cpu")
+        params = dict(params or {})
+        if self.cfg.f0:
+            params.setdefault("f0_method", "dsp")  # the pitch tracker is not what is measured
+
+        def run() -> None:
+            state = self.init_state()
+            for _ in range(2):
+                self.process(np.zeros(self.hop_samples, np.float32), state, params)
+
+        _, peak = devices.measure_peak_bytes(dev, run)
+        if self.memory is not None:
+            self.memory.peak_bytes = peak
+        return peak
 
     # --- offline ---
 
@@ -252,7 +274,9 @@ class RVCVoice:
         from engine.voices.rvc.content import features_to_f0_rate
 
         frames = len(x16) // F16
-        feats = self.encoder.encode(x16, self.cfg.version).float().cpu()  # (1, T, C) at 50 frames/s
+        feats = self.encoder.encode(x16, self.cfg.version).float()  # (1, T, C) at 50 frames/s
+        if not self._partial:  # ONNX synthesizers take numpy; a torch one keeps them on its device
+            feats = feats.cpu()
         original = feats
         if self.index is not None and p["index_rate"] > 0:
             start = (self.skip_head if blend_from is None else blend_from) // 2
@@ -266,7 +290,8 @@ class RVCVoice:
         if method not in self._estimators:
             from engine.voices.rvc.f0 import load_pitch_estimator
 
-            self._estimators[method] = load_pitch_estimator(method, self.models_dir)
+            dev = next(self.synth.parameters()).device if self._partial else "cpu"  # FCPE/RMVPE beside the model
+            self._estimators[method] = load_pitch_estimator(method, self.models_dir, device=dev)
         return self._estimators[method]
 
     def _update_pitch(self, state: _State, method: str) -> None:
@@ -362,37 +387,107 @@ def load_rvc_voice(
     models_dir: str | Path | None = None,
     index_path: str | Path | None = None,
     device: str | None = None,
+    cuda_graphs: bool = True,
     **geometry: float,
 ) -> RVCVoice:
     """Open an RVC voice from its ``.pth`` (or ``.onnx``), the content encoder and optional index.
+
+    ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (None: ``engine.devices.preferred_device()``, else a
+    GPU when there is one). A GPU that is missing or too full gives a CPU voice whose
+    ``device_choice.fallback_reason`` says why; ``memory`` (engine.devices.VoiceMemory) says what it
+    holds there. ``cuda_graphs``: replay the live block's decode as a CUDA graph (on CUDA only;
+    ``AUTOVOICE_CUDA_GRAPHS=0`` turns it off too).
 
     Raises VoiceError / ModelFormatError in one sentence when a file is missing or wrong.
     """
     from engine.voices.rvc.content import find_content_encoder, load_content_encoder
 
+    from engine import devices
+
     path = Path(model_path)
+    choice = None
     if path.suffix.lower() == ".onnx":
         from engine.voices.rvc.onnx_model import load_onnx_synthesizer
 
         synth = load_onnx_synthesizer(path)
-        dev = "cpu"
+        dev = "cpu"  # the content encoder; onnxruntime places the synthesizer itself
+        on_gpu = synth.provider == "CUDAExecutionProvider"
+        choice = devices.DeviceChoice(torch.device("cuda:0" if on_gpu else "cpu"), "onnxruntime", synth.fallback_reason)
     else:
         from engine.voices.rvc.checkpoint import load_synthesizer
 
-        synth, _ = load_synthesizer(path, device=device)
-        dev = next(synth.parameters()).device
+        choice = devices.select_device(device)
+        synth, dev = _load_on(choice, lambda d: load_synthesizer(path, device=d)[0], path, content_encoder_path)
     version = synth.cfg.version if hasattr(synth, "cfg") else synth.version
     if content_encoder_path is None:
         if models_dir is None:
             raise VoiceError("RVC voices need a content encoder (hubert_base.pt): pass its path or a models folder.")
         content_encoder_path = find_content_encoder(models_dir, version)
-    encoder = load_content_encoder(content_encoder_path, device=dev)
+    half = torch.float16 if devices.use_fp16(dev) else torch.float32
+    try:
+        encoder = load_content_encoder(content_encoder_path, device=dev, dtype=half)
+    except Exception as exc:
+        if choice is None or torch.device(dev).type != "cuda" or not devices.is_out_of_memory(exc):
+            raise
+        choice.fallback_reason = (f"The content encoder does not fit in {dev}'s free memory next to the voice; "
+                                  "running the voice on the CPU.")
+        dev = torch.device("cpu")
+        synth = synth.float().to(dev)
+        encoder = load_content_encoder(content_encoder_path, device=dev)
     index = None
     if index_path is not None:
         from engine.voices.rvc.index import load_index
 
         index = load_index(index_path, 256 if version == "v1" else 768)
-    return RVCVoice(synth, encoder, index=index, name=path.stem, models_dir=models_dir, **geometry)
+    if cuda_graphs and torch.device(dev).type == "cuda":
+        from cuda_ops.graphs import GraphedSynthesizer
+
+        synth = GraphedSynthesizer(synth)
+    voice = RVCVoice(synth, encoder, index=index, name=path.stem, models_dir=models_dir, **geometry)
+    voice.device_choice = choice or devices.DeviceChoice(torch.device("cpu"), "cpu")
+    voice.memory = _memory_of(voice, dev)
+    if voice.device_choice.fallback_reason:
+        voice.memory.notes.append(voice.device_choice.fallback_reason)
+    return voice
+
+
+def _load_on(choice: Any, load: Any, path: Path, encoder_path: Any) -> tuple[Any, Any]:
+    """Load with ``load(device)`` on the chosen device; when it cannot fit on the GPU, say so in
+    ``choice.fallback_reason`` and load on the CPU."""
+    from engine import devices
+
+    dev = choice.device
+    if dev.type == "cuda":
+        # fp16 weights are about half the fp32 file; the content encoder and one block's activations
+        # come on top (measured peak is reported once the voice has run: RVCVoice.memory)
+        files = path.stat().st_size + (Path(encoder_path).stat().st_size if encoder_path and Path(encoder_path).is_file() else 0)
+        problem = devices.fit_problem(dev, files + 512 * 2**20, f"Voice '{path.stem}'")
+        if problem:
+            choice.fallback_reason, choice.device = problem, torch.device("cpu")
+            return load(torch.device("cpu")), torch.device("cpu")
+        try:
+            synth = load(dev)
+            return synth, next(synth.parameters()).device
+        except Exception as exc:
+            if not devices.is_out_of_memory(exc):
+                raise
+            torch.cuda.empty_cache()
+            choice.fallback_reason = f"Voice '{path.stem}' does not fit in {dev}'s free memory; running it on the CPU."
+            choice.device = torch.device("cpu")
+            dev = choice.device
+    synth = load(dev)
+    return synth, next(synth.parameters()).device
+
+
+def _memory_of(voice: "RVCVoice", dev: Any) -> Any:
+    from engine import devices
+
+    weights = 0
+    for part in (voice.synth, getattr(voice.encoder, "model", None)):
+        if isinstance(part, torch.nn.Module):
+            weights += devices.module_bytes(part)
+    index_bytes = int(getattr(voice.index, "nbytes", 0) or 0) if voice.index is not None else 0
+    return devices.VoiceMemory(device=str(dev), weights_bytes=weights, index_bytes=index_bytes)
 
 
 class _OnnxCfg:
