@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from tiny_models import full_config, randomize_  # noqa: E402
 
 from cuda_ops import dispatch, knn  # noqa: E402
-from engine import devices  # noqa: E402
+from engine import accelerators as devices  # noqa: E402
 from engine.dsp.resample import resample  # noqa: E402
 from engine.voices.rvc.content import HubertModel, TorchContentEncoder, hubert_base_config  # noqa: E402
 from engine.voices.rvc.synthesizer import build_synthesizer  # noqa: E402

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine import devices
+from engine import accelerators as devices
 
 
 @pytest.fixture(autouse=True)

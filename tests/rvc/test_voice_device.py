@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import devices
+from engine import accelerators as devices
 
 
 @pytest.fixture

@@ -141,8 +141,8 @@ class RVCVoice:
         self._sola = Sola(self.hop_samples, self.crossfade_frames * self.frame, self.search_frames * self.frame)
         self.param_specs = rvc_param_specs(cfg.spk_embed_dim, cfg.f0)
         self._partial = hasattr(synthesizer, "infer") and isinstance(synthesizer, torch.nn.Module)
-        self.device_choice: Any = None  # engine.devices.DeviceChoice, set by load_rvc_voice
-        self.memory: Any = None  # engine.devices.VoiceMemory, set by load_rvc_voice
+        self.device_choice: Any = None  # engine.accelerators.DeviceChoice, set by load_rvc_voice
+        self.memory: Any = None  # engine.accelerators.VoiceMemory, set by load_rvc_voice
 
     # --- the Voice protocol ---
 
@@ -188,7 +188,7 @@ class RVCVoice:
     def measure_peak_memory(self, params: dict[str, Any] | None = None) -> int | None:
         """Convert two silent blocks on a fresh state; the peak device bytes (None off CUDA) go to
         ``memory.peak_bytes``. Call it off the audio thread (it is one warm-up)."""
-        from engine import devices
+        from engine import accelerators as devices
 
         dev = next(self.synth.parameters()).device if self._partial else torch.device("cpu")
         params = dict(params or {})
@@ -392,9 +392,9 @@ def load_rvc_voice(
 ) -> RVCVoice:
     """Open an RVC voice from its ``.pth`` (or ``.onnx``), the content encoder and optional index.
 
-    ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (None: ``engine.devices.preferred_device()``, else a
+    ``device``: ``cpu`` / ``cuda`` / ``cuda:N`` (None: ``engine.accelerators.preferred_device()``, else a
     GPU when there is one). A GPU that is missing or too full gives a CPU voice whose
-    ``device_choice.fallback_reason`` says why; ``memory`` (engine.devices.VoiceMemory) says what it
+    ``device_choice.fallback_reason`` says why; ``memory`` (engine.accelerators.VoiceMemory) says what it
     holds there. ``cuda_graphs``: replay the live block's decode as a CUDA graph (on CUDA only;
     ``AUTOVOICE_CUDA_GRAPHS=0`` turns it off too).
 
@@ -402,7 +402,7 @@ def load_rvc_voice(
     """
     from engine.voices.rvc.content import find_content_encoder, load_content_encoder
 
-    from engine import devices
+    from engine import accelerators as devices
 
     path = Path(model_path)
     choice = None
@@ -454,7 +454,7 @@ def load_rvc_voice(
 def _load_on(choice: Any, load: Any, path: Path, encoder_path: Any) -> tuple[Any, Any]:
     """Load with ``load(device)`` on the chosen device; when it cannot fit on the GPU, say so in
     ``choice.fallback_reason`` and load on the CPU."""
-    from engine import devices
+    from engine import accelerators as devices
 
     dev = choice.device
     if dev.type == "cuda":
@@ -480,7 +480,7 @@ def _load_on(choice: Any, load: Any, path: Path, encoder_path: Any) -> tuple[Any
 
 
 def _memory_of(voice: "RVCVoice", dev: Any) -> Any:
-    from engine import devices
+    from engine import accelerators as devices
 
     weights = 0
     for part in (voice.synth, getattr(voice.encoder, "model", None)):
