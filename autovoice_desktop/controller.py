@@ -247,6 +247,17 @@ class EngineController(QObject):
 
         self._submit("Applying the audio settings", lambda: self.engine.set_audio(**changes), ok, fail)
 
+    def compute_devices(self) -> list[tuple[str, str]]:
+        """(label, spec) for the compute-device choice: automatic, the CPU, and each GPU torch sees."""
+        from engine.api import list_gpus
+
+        gpus = [(f"GPU {g['index']}: {g['name'] or 'CUDA device'}", f"cuda:{g['index']}") for g in list_gpus()]
+        return [("Automatic (GPU if there is one)", "auto"), ("CPU", "cpu"), *gpus]
+
+    def set_compute_device(self, spec: str) -> None:
+        """Where neural voices run; a loaded neural voice is reloaded there, off the GUI thread."""
+        self._submit("Choosing the compute device", lambda: self.engine.set_compute_device(spec))
+
     # ------------------------------------------------------------------ voices
     def refresh_voices(self) -> None:
         def ok(voices):

@@ -299,6 +299,14 @@ class MainWindow(QMainWindow):
                                        "Off: a fixed latency.")
         self.adaptive_check.toggled.connect(lambda _v: self._advanced_timer.start())
         adv.addRow("", self.adaptive_check)
+        self.compute_combo = QComboBox()
+        self.compute_combo.setObjectName("combo_compute_device")
+        self.compute_combo.setToolTip("Where neural (RVC) voices run; built-in voices always run on the CPU. "
+                                      "If the GPU cannot take a model, the Status panel says why it runs on the CPU.")
+        for label, spec in self.controller.compute_devices():
+            self.compute_combo.addItem(label, spec)
+        self.compute_combo.currentIndexChanged.connect(self._compute_device_picked)
+        adv.addRow("Neural voices on", self.compute_combo)
         adv_note = QLabel("Changing these while running reopens the stream.")
         adv_note.setObjectName("hint")
         adv.addRow(adv_note)
@@ -578,6 +586,8 @@ class MainWindow(QMainWindow):
             _quiet(s, s.setValue, float(v))
         _quiet(self.crossfade_spin, self.crossfade_spin.setMaximum, min(100.0, float(audio.block_ms)))
         _quiet(self.adaptive_check, self.adaptive_check.setChecked, bool(audio.adaptive_buffer))
+        i = self.compute_combo.findData(self.controller.settings.compute_device)
+        _quiet(self.compute_combo, self.compute_combo.setCurrentIndex, max(i, 0))
         self._update_rate(audio)
 
     def _update_rate(self, audio=None, snap=None) -> None:
@@ -605,6 +615,11 @@ class MainWindow(QMainWindow):
         if spec == getattr(self.controller.settings.audio, key):
             return
         self.controller.set_audio(**{key: spec})
+
+    def _compute_device_picked(self, _index: int) -> None:
+        spec = self.compute_combo.currentData()
+        if spec != self.controller.settings.compute_device:
+            self.controller.set_compute_device(spec)
 
     def _toggle_advanced(self, on: bool) -> None:
         self.advanced_box.setVisible(on)

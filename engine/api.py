@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from engine import __version__
+from engine.accelerators import describe_voice_device, set_preferred_device
 from engine.config import (
     CHAIN_SPECS,
     DEFAULT_VOICE,
@@ -116,6 +117,13 @@ def export_onnx(model: str | Path, output: str | Path | None = None) -> tuple[Pa
     return export_onnx_checked(model, output)
 
 
+def list_gpus() -> list[dict[str, Any]]:
+    """``[{index, name, memory_total_bytes, memory_free_bytes}]`` for every GPU torch sees; [] without."""
+    from engine.accelerators import list_gpus as _list_gpus
+
+    return _list_gpus()
+
+
 def _accelerator() -> dict[str, Any]:
     try:
         from engine.accelerators import describe_accelerator
@@ -165,6 +173,8 @@ class Engine:
         self._accel = _accelerator()
         self._cache = VoiceCache(data_dir)
         self._gc_held = False  # this engine's stream counts in STREAMING_GC
+        self._voice_device: tuple[Voice, dict[str, Any]] | None = None
+        set_preferred_device(self.settings.compute_device)
         # NB: the view's thread calls these two through the instance, never touching the worker's state.
         self.pitch_view = PitchView(lambda seconds: self.recent_audio(seconds), lambda: self.running)
         if load_default_voice:
@@ -329,6 +339,32 @@ class Engine:
                 # keeps playing until the new one is swapped in.
                 self.load_voice(self.voice_info.name)
             return merged
+
+    def set_compute_device(self, spec: str | None) -> str:
+        """Where neural voices run from now on: "auto", "cpu", "cuda" or "cuda:N" (ConfigError in one
+        sentence otherwise); a loaded neural voice is reloaded there (built-in voices run on the CPU)."""
+        try:
+            device = set_preferred_device(spec)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        with self._lock:
+            changed = device != self.settings.compute_device
+            self.settings.compute_device = device
+            if changed:
+                self.save_settings()
+                if self.voice_info is not None and self.voice_info.kind != "builtin":
+                    self.load_voice(self.voice_info.name)
+        return device
+
+    def voice_device(self) -> dict[str, Any]:
+        """Where the loaded voice runs, part by part: {parts, device, requested, fallback_reason, memory, cuda_graphs}."""
+        voice = self.voice
+        if voice is None:
+            return {}
+        cached = self._voice_device
+        if cached is None or cached[0] is not voice:  # a voice never moves once loaded: describe it once
+            cached = self._voice_device = (voice, describe_voice_device(voice))
+        return cached[1]
 
     def set_chain(self, **changes: Any) -> ChainConfig:
         """Gains, gate and bypass; applied at the next hop, ramped."""
@@ -569,7 +605,7 @@ class Engine:
         return collect(worker=self.worker, voice=self.voice, voice_info=self.voice_info, audio=self.settings.audio,
                        accelerator=self._accel, started_at=self._started, loading=self._loading > 0,
                        warmed_up=self.warmed_up, last_error=self.last_error, device_error=self.device_error,
-                       gc_watch=STREAMING_GC.watch)
+                       gc_watch=STREAMING_GC.watch, voice_device=self.voice_device())
 
     def record_timeline(self, seconds: float = 600.0) -> None:
         """Record every live block from now on (about ``seconds`` worth, preallocated): see :meth:`timeline`."""

@@ -27,7 +27,13 @@ def _device_arg(value: str) -> str | int:
     return int(value) if value.strip().lstrip("-").isdigit() else value
 
 
+def _add_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", metavar="DEV",
+                   help="where neural voices run: auto (a GPU when there is one; the default), cpu, cuda or cuda:N")
+
+
 def _add_voice_options(p: argparse.ArgumentParser) -> None:
+    _add_device_option(p)
     p.add_argument("--voice", help="voice name (see 'autovoice voices'); default: the last one used")
     p.add_argument("--transpose", type=float, metavar="N", help="pitch change in semitones (-24..24)")
     p.add_argument("--formant", type=float, metavar="N", help="formant shift in semitones (-12..12)")
@@ -91,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None,
                    help="API bearer token, at least 16 characters (default: $AUTOVOICE_TOKEN)")
     p.add_argument("--voice", help="voice for conversions and --live (default: the last one used)")
+    _add_device_option(p)
     p.add_argument("--live", action="store_true", help="also run the real-time stream on this machine's devices")
     p.add_argument("--input", type=_device_arg, metavar="DEV", help="with --live: input device")
     p.add_argument("--output", type=_device_arg, metavar="DEV", help="with --live: output device")
@@ -201,6 +208,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     # never change what the app or `autovoice live` restore next time.
     engine = _make_engine(autosave=False)
     try:
+        if args.device:
+            engine.set_compute_device(args.device)
         inputs = [Path(p) for p in args.inputs]
         out = Path(args.output)
         if len(inputs) > 1 and out.exists() and not out.is_dir():
@@ -265,6 +274,8 @@ def _readout(s) -> str:
 def cmd_live(args: argparse.Namespace) -> int:
     # A live session is remembered, as in the app: devices, voice, its values and the chain.
     engine = _make_engine(autosave=True)
+    if args.device:
+        engine.set_compute_device(args.device)
     engine.load_voice(args.voice or engine.settings.voice, _voice_params(args)).result()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

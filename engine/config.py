@@ -119,3 +119,6 @@ class AppSettings:
     voice: str = DEFAULT_VOICE
     voice_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # per voice name
     gui: dict[str, Any] = field(default_factory=dict)  # window geometry etc., opaque to the engine
+    # Where neural voices run: "auto" (a GPU when torch sees one), "cpu" or "cuda:N";
+    # checked by engine.accelerators.parse_device_spec at the edge.
+    compute_device: str = "auto"

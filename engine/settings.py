@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.accelerators import parse_device_spec
 from engine.config import AppSettings, AudioConfig, ChainConfig
 from engine.errors import AutoVoiceError
 from engine.paths import config_dir
@@ -82,6 +83,7 @@ class SettingsStore:
             "chain": settings.chain.to_dict(),
             "voice_params": settings.voice_params,
             "gui": settings.gui,
+            "compute_device": settings.compute_device,
         }
         atomic_write_text(self.path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
@@ -96,7 +98,9 @@ class SettingsStore:
         gui = data.get("gui", {})
         if not isinstance(gui, dict):
             raise ValueError("'gui' is not an object")
+        compute_device = parse_device_spec(data.get("compute_device", "auto"))  # ValueError: set aside
         return AppSettings(
+            compute_device=compute_device,
             audio=AudioConfig.from_dict(dict(data.get("audio", {}))),
             chain=ChainConfig.from_dict(dict(data.get("chain", {}))),
             voice=voice,

@@ -35,6 +35,7 @@ class StatusPanel(QWidget):
         ("ready", "Ready"),
         ("gpu", "GPU"),
         ("voice", "Voice"),
+        ("compute", "Voice runs on"),
         ("running", "Audio stream"),
         ("devices", "Audio devices"),
         ("error", "Last error"),
@@ -103,6 +104,12 @@ class StatusPanel(QWidget):
             self._row("voice", OK, f"{s.voice_name} ({s.voice_kind}{warm})")
         else:
             self._row("voice", BAD, "none loaded")
+        if s.voice_device is None:
+            self._row("compute", IDLE, "\u2014")
+        elif s.voice_device_note:
+            self._row("compute", WARN, f"{s.voice_device} ({s.voice_device_note})")
+        else:
+            self._row("compute", OK if s.voice_device.startswith("cuda") else IDLE, s.voice_device)
         if s.running:
             rate = f" at {s.sample_rate} Hz" if s.sample_rate else ""
             self._row("running", OK, f"running{rate}")

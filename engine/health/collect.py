@@ -41,6 +41,7 @@ def collect(
     last_error: str | None,
     device_error: str | None,
     gc_watch: Any = None,
+    voice_device: dict[str, Any] | None = None,
 ) -> HealthSnapshot:
     w = worker
     chain = w.chain
@@ -105,4 +106,6 @@ def collect(
         gc_max_pause_ms=gc_watch.max_pause_ms if gc_watch else 0.0,
         adaptive_buffer=bool(audio.adaptive_buffer),
         buffer_growth_ms=chain.buffer_growth_ms() if chain is not None else 0.0,
+        voice_device=(voice_device or {}).get("device") if voice is not None else None,
+        voice_device_note=(voice_device or {}).get("fallback_reason") or None,
     )

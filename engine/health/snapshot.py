@@ -67,6 +67,9 @@ class HealthSnapshot:
     # adaptive safety margin (AudioConfig.adaptive_buffer): how far it has grown above what was set
     adaptive_buffer: bool = False
     buffer_growth_ms: float = 0.0
+    # where the loaded voice runs ("cpu", "cuda:0"); why not where it was asked to, if it is not
+    voice_device: str | None = None
+    voice_device_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
