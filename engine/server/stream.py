@@ -62,10 +62,11 @@ class StreamConverter:
         self.pipeline = Pipeline(voice, hop, chain=chain, params=params)
         self.state = self.pipeline.init_state()
         self.sample_rate = int(sample_rate)
-        self.bridge = HopBridge(sample_rate, sr_v, hop)
-        # Content delay at the client's rate: resampler in + the voice's look-ahead, both at sr_v,
-        # then the resampler out (see StreamResampler: a causal filter delay_samples late).
-        self.latency_samples = int(round((self.bridge.to_voice.delay_samples + self.pipeline.latency_samples)
+        # align_start: the voice's frames fall where offline conversion puts them (see HopBridge).
+        self.bridge = HopBridge(sample_rate, sr_v, hop, align_start=True)
+        # Content delay at the client's rate: the voice's look-ahead at sr_v, then the resampler
+        # out (see StreamResampler: a causal filter delay_samples late).
+        self.latency_samples = int(round((self.bridge.in_delay_samples + self.pipeline.latency_samples)
                                          * sample_rate / sr_v + self.bridge.from_voice.delay_samples))
         self._to_drop = self.latency_samples
         self.samples_in = 0
