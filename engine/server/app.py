@@ -460,6 +460,7 @@ def config_from_args(args: Any) -> tuple[ServerConfig, str, int]:
         upload_timeout_s=_arg(args, "upload_timeout_s", defaults.upload_timeout_s),
         max_streams=_arg(args, "max_streams", defaults.max_streams),
         stream_idle_timeout_s=_arg(args, "stream_idle_timeout_s", defaults.stream_idle_timeout_s),
+        header_timeout_s=_arg(args, "header_timeout_s", defaults.header_timeout_s),
     ).validated()
     return config, host, port
 
@@ -473,6 +474,7 @@ def serve(args: Any) -> int:
     import uvicorn
 
     from engine.api import Engine
+    from engine.server.protocols import protocol_classes
 
     config, host, port = config_from_args(args)  # refuses unsafe settings before anything starts
     sock = bind_socket(host, port)
@@ -494,8 +496,11 @@ def serve(args: Any) -> int:
               f"({'API token required' if config.token else 'no token: local use only'}"
               f"{', live stream on' if config.require_stream else ''}); Ctrl-C stops.", file=sys.stderr, flush=True)
         # No permessage-deflate: PCM hardly compresses, so it would only cost CPU on the stream path.
+        # The protocols add what uvicorn leaves open: head size and time, stalled readers, JSON refusals.
+        http_protocol, ws_protocol = protocol_classes(config.max_header_bytes, config.header_timeout_s,
+                                                      config.reply_stall_timeout_s, config.stream_idle_timeout_s)
         server = uvicorn.Server(uvicorn.Config(
-            app, log_level=getattr(args, "log_level", None) or "warning",
+            app, http=http_protocol, ws=ws_protocol, log_level=getattr(args, "log_level", None) or "warning",
             access_log=(getattr(args, "log_level", None) in ("debug", "info")),
             ws_max_size=_ws_max_size(config), ws_max_queue=4, ws_per_message_deflate=False,
             timeout_graceful_shutdown=5, server_header=False,

@@ -34,7 +34,10 @@ class ServerConfig:
     max_streams: int = 4  # WebSocket sessions at once; the next one is closed with 1013
     stream_queue_frames: int = 8  # frames a session holds before it stops reading (backpressure)
     stream_max_frame_s: float = 1.0  # audio in one WebSocket message, at most
-    stream_idle_timeout_s: float = 60.0  # a session that sends nothing for this long is closed
+    stream_idle_timeout_s: float = 60.0  # a session that sends, or reads, nothing for this long is closed
+    max_header_bytes: int = 16 * 1024  # request line + headers; more gets 431
+    header_timeout_s: float = 10.0  # the request head must arrive within this; then 408 and closed
+    reply_stall_timeout_s: float = 60.0  # a client that reads nothing of a reply this long is cut off
 
     def validated(self) -> "ServerConfig":
         if self.token is not None and len(self.token) < MIN_TOKEN_CHARS:
@@ -44,7 +47,8 @@ class ServerConfig:
             )
         for name, lo in (("max_upload_bytes", 1), ("max_audio_s", 0.1), ("max_conversions", 1),
                          ("convert_timeout_s", 0.01), ("upload_timeout_s", 0.1), ("max_streams", 1),
-                         ("stream_queue_frames", 1), ("stream_max_frame_s", 0.01), ("stream_idle_timeout_s", 0.1)):
+                         ("stream_queue_frames", 1), ("stream_max_frame_s", 0.01), ("stream_idle_timeout_s", 0.1),
+                         ("max_header_bytes", 1024), ("header_timeout_s", 0.1), ("reply_stall_timeout_s", 0.1)):
             if not getattr(self, name) >= lo:
                 raise ServerConfigError(f"The server setting {name} must be at least {lo:g}, not {getattr(self, name)!r}.")
         return self

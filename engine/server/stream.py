@@ -22,8 +22,9 @@ Per session, at the client's rate ``sr_c`` and the voice's ``sr_v`` (as the live
 
 Backpressure: frames wait in an ``asyncio.Queue`` of ``stream_queue_frames``; when it is full the
 receiving coroutine stops reading the socket, so the client's sends block (TCP flow control)
-instead of the server buffering without bound. Replies are sent with a timeout: a client that
-stops reading is disconnected after ``stream_idle_timeout_s``.
+instead of the server buffering without bound. Replies are sent with a timeout, and the
+connection's protocol aborts a socket nobody reads (engine/server/protocols.py): a client that
+stops reading is disconnected after ``stream_idle_timeout_s`` and its session freed.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ BLOCK_MS = 10.0  # hop for voices without their own, as the live stream's defaul
 DTYPES = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 OPENING_KEYS = ("sample_rate", "channels", "dtype", "voice", "transpose", "formant", "params")
 OPENING_TIMEOUT_S = 10.0
+FAIL_SEND_TIMEOUT_S = 2.0  # for the error message and the close, once a session has failed
 _END = object()
 
 
@@ -211,10 +213,13 @@ async def run_session(ws: WebSocket, ctx: Any) -> None:
 
 
 async def _fail(ws: WebSocket, exc: SessionError) -> None:
+    # Bounded: after a send timed out the socket is full, and an unbounded send here would hold the
+    # session (and its slot) for as long as the client keeps the connection open without reading.
+    # The connection itself is aborted by the protocol (engine/server/protocols.py).
     try:
-        await ws.send_text(json.dumps({"type": "error", "error": exc.message}))
-        await ws.close(code=exc.code, reason=exc.message[:120])
-    except Exception:  # noqa: BLE001 - the client may be gone already
+        await asyncio.wait_for(ws.send_text(json.dumps({"type": "error", "error": exc.message})), FAIL_SEND_TIMEOUT_S)
+        await asyncio.wait_for(ws.close(code=exc.code, reason=exc.message[:120]), FAIL_SEND_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - the client may be gone already, or not reading
         pass
 
 
