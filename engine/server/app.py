@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -31,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine import __version__
 from engine.errors import AutoVoiceError, ConfigError, VoiceError
 from engine.health.snapshot import is_live, readiness
+from engine.server import jsontext
 from engine.server.config import ServerConfig, bind_socket, check_bind, resolve_token
 from engine.server.convert import RequestFailed, convert_upload, download_name, part_type_ok
 from engine.server.guard import CONVERT_PATH, Guard, Slots
@@ -360,9 +360,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             overrides: dict[str, Any] = {}
             if params:
                 try:
-                    overrides = json.loads(params)
-                except ValueError:
-                    overrides = None
+                    overrides = jsontext.loads(params, "The form field 'params'", '{"index_rate": 0.5}')
+                except jsontext.JsonRefused as exc:
+                    raise RequestFailed(422, str(exc)) from None
                 if not isinstance(overrides, dict):
                     raise RequestFailed(422, 'The form field \'params\' must be a JSON object, e.g. {"index_rate": 0.5}.')
             if transpose is not None:
@@ -377,6 +377,13 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             m.conversions.labels(exc.outcome).inc()
             return _error(exc.status, exc.message, exc.headers)
 
+        # The upload is complete here (the form is parsed): only now is a slot taken, so stalled
+        # uploads never keep others out. It is freed when the work really ends (see below).
+        if not ctx.slots.try_acquire():
+            m.rejected.labels("busy").inc()
+            m.conversions.labels("busy").inc()
+            return _error(429, f"The server is already converting {ctx.slots.n} file(s), its limit; retry in a moment.",
+                          {"Retry-After": "1"})
         cancel = threading.Event()
         chain = ctx.voices.chain()
 
@@ -388,7 +395,15 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             finally:
                 m.conversions_in_flight.dec()
 
-        fut = ctx.convert_executor.submit(job)
+        try:
+            fut = ctx.convert_executor.submit(job)
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            ctx.slots.release()
+            return _error(503, "The server is shutting down; send the file again once it is back.")
+        # Released when the thread finishes (or the job is cancelled before it starts), not when the
+        # reply is sent: a timed-out conversion keeps its slot until it has really stopped, and a
+        # client slow to read the reply does not hold one.
+        fut.add_done_callback(lambda _f: ctx.slots.release())
         ctx.cancels.add(cancel)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(fut), config.convert_timeout_s)

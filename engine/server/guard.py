@@ -3,11 +3,11 @@
 For POST /api/v1/convert, in this order and before a byte of the body is read:
 
     not multipart/form-data -> 415     Content-Length over the limit -> 413
-    every conversion slot taken -> 429 with Retry-After (never a queue that grows)
 
 then the body is counted as it arrives: past the limit -> 413 (a chunked upload without
-Content-Length cannot slip through), not complete within upload_timeout_s -> 408, so a slow
-uploader cannot hold a slot forever. Probes, /metrics and the OpenAPI document stay open when a
+Content-Length cannot slip through), not complete within upload_timeout_s -> 408. Only then,
+in the route, is a conversion slot taken (every slot busy -> 429 with Retry-After, never a queue
+that grows): a slow or stalled uploader holds its own connection, not a slot. Probes, /metrics and the OpenAPI document stay open when a
 token is set (orchestrators and scrapers carry no token); everything under /api/ needs it.
 """
 
@@ -146,17 +146,9 @@ class Guard:
                 m.conversions.labels("too_large").inc()
                 await _send_json(send, 413, too_large)
                 return
-        slots = self.ctx.slots
-        if not slots.try_acquire():
-            m.rejected.labels("busy").inc()
-            m.conversions.labels("busy").inc()
-            await _send_json(send, 429, f"The server is already converting {slots.n} file(s), its limit; "
-                                        "retry in a moment.", {"Retry-After": "1"})
-            return
-        try:
-            await self.app(scope, self._counted(receive, limit, too_large), send)
-        finally:
-            slots.release()
+        # NB: no conversion slot is taken here. The route takes one once the whole upload is in,
+        # so clients that stall mid-upload cost only their own connection, never everyone's 429.
+        await self.app(scope, self._counted(receive, limit, too_large), send)
 
     def _counted(self, receive: Any, limit: int, too_large: str) -> Any:
         cfg, m = self.ctx.config, self.ctx.metrics

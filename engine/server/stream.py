@@ -42,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ChainConfig
 from engine.errors import AutoVoiceError
 from engine.pipeline import Pipeline, hop_for
+from engine.server import jsontext
 from engine.stream.hops import HopBridge
 from engine.voices.base import Voice
 
@@ -149,10 +150,9 @@ def parse_opening(text: str | None, provider: Any) -> tuple[StreamFormat, Any, d
         raise SessionError(1003, "The first message must be JSON text describing the audio, e.g. "
                                  '{"sample_rate": 48000, "channels": 1, "dtype": "float32"}.')
     try:
-        msg = json.loads(text)
-    except ValueError:
-        raise SessionError(1003, "The opening message is not valid JSON; send e.g. "
-                                 '{"sample_rate": 48000, "channels": 1, "dtype": "float32"}.') from None
+        msg = jsontext.loads(text, "The opening message", '{"sample_rate": 48000, "channels": 1, "dtype": "float32"}')
+    except jsontext.JsonRefused as exc:
+        raise SessionError(1003, str(exc)) from None
     if not isinstance(msg, dict):
         raise SessionError(1003, "The opening message must be a JSON object.")
     unknown = sorted(set(msg) - set(OPENING_KEYS))
@@ -276,8 +276,8 @@ async def _session(ws: WebSocket, ctx: Any) -> str:
                     m.stream_queue_high_water.set(queue.qsize())
                 continue
             try:
-                kind = json.loads(msg.get("text") or "").get("type")
-            except (ValueError, AttributeError):
+                kind = jsontext.loads(msg.get("text") or "", "The message", '{"type": "end"}').get("type")
+            except (jsontext.JsonRefused, AttributeError):
                 kind = None
             if kind != "end":
                 raise SessionError(1003, 'After the opening, send binary audio frames, then {"type": "end"}.')

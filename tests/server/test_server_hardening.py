@@ -214,3 +214,47 @@ def test_a_websocket_frame_over_the_protocol_limit_gets_a_json_reason_before_100
     ws.send(b"\x00" * (2 * 1024 * 1024))  # over the protocol's ~1.5 MB cap, not only the session's limit
     error = expect_error(ws, 1009, "larger than", "max_frame_samples")
     assert error.endswith(".")
+
+
+# ---------------------------------------------------------------------- 4. stalled uploads
+def test_stalled_uploads_do_not_keep_a_complete_one_out(tight):
+    """Two uploads that send 100 bytes and stall, on a server with one conversion slot: a third,
+    complete one is converted at once (the slot is taken once an upload is in)."""
+    x, sr = speech(16000)
+    clip = wav_bytes(x[:16000], sr)
+    body = multipart(clip)
+    head = (f"POST /api/v1/convert HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+            f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    stalled = [raw(tight, head + body[:100]) for _ in range(2)]
+    time.sleep(0.3)  # both are inside the server, waiting for their bodies
+    with tight.client() as c:
+        r = c.post("/api/v1/convert", files={"file": ("in.wav", clip, "audio/wav")})
+    assert r.status_code == 200, r.text
+    # The stalled ones are still open (they get 408 after --upload-timeout-s); finishing one now works too.
+    stalled[0].sendall(body[100:])
+    assert read_all(stalled[0]).startswith(b"HTTP/1.1 200 ")
+    for s in stalled:
+        s.close()
+
+
+# ---------------------------------------------------------------------- 2. deeply nested JSON
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_deeply_nested_params_are_a_422_not_a_500(tight):
+    x, sr = speech(16000)
+    clip = wav_bytes(x[:1600], sr)
+    for params in (DEEP, '{"transpose_st": ' + "[" * 50 + "]" * 50 + "}", '{"a": ' * 5000 + "1" + "}" * 5000):
+        with tight.client() as c:
+            r = c.post("/api/v1/convert", files={"file": ("in.wav", clip, "audio/wav")}, data={"params": params})
+        assert r.status_code == 422, r.text[:300]
+        assert "nests JSON more than 8 levels deep" in r.json()["error"]
+    assert tight.get("/health/live").status_code == 200
+
+
+def test_deeply_nested_stream_messages_are_refused_with_1003(tight):
+    expect_error(open_stream(tight, DEEP), 1003, "more than 8 levels deep")
+    expect_error(open_stream(tight, {"sample_rate": 48000, "params": {"x": [[[[[[[[[1]]]]]]]]]}}), 1003, "levels deep")
+    ws, _ = ready_stream(tight, sample_rate=48000)
+    ws.send('{"type": ' + "[" * 100_000)
+    expect_error(ws, 1003, "end")
