@@ -467,6 +467,7 @@ def config_from_args(args: Any) -> tuple[ServerConfig, str, int]:
     mb = getattr(args, "max_upload_mb", None)
     config = ServerConfig(
         token=token,
+        host=host,
         require_stream=bool(getattr(args, "live", False)),
         max_upload_bytes=int(mb * 1024 * 1024) if mb is not None else defaults.max_upload_bytes,
         max_audio_s=_arg(args, "max_audio_s", defaults.max_audio_s),

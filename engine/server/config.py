@@ -25,6 +25,7 @@ class ServerConfigError(AutoVoiceError):
 @dataclass(frozen=True)
 class ServerConfig:
     token: str | None = None
+    host: str | None = None  # the address or name it listens on (also accepted as a Host header without a token)
     require_stream: bool = False  # --live: ready only while the device stream runs
     max_upload_bytes: int = 50 * 1024 * 1024
     max_audio_s: float = 600.0

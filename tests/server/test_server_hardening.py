@@ -258,3 +258,64 @@ def test_deeply_nested_stream_messages_are_refused_with_1003(tight):
     ws, _ = ready_stream(tight, sample_rate=48000)
     ws.send('{"type": ' + "[" * 100_000)
     expect_error(ws, 1003, "end")
+
+
+# ---------------------------------------------------------------------- 6. Host and Origin
+def _ws_refusal(server, headers: dict) -> tuple[int, dict]:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.ws_url + PATH, additional_headers=headers, proxy=None, open_timeout=10)
+    response = refused.value.response
+    return response.status_code, json.loads(response.body)
+
+
+def test_without_a_token_foreign_origins_and_host_names_are_refused(tight):
+    port = tight.port
+    with tight.client() as c:
+        # A page elsewhere posting a form (no CORS preflight is needed for that), or reading probes
+        # through a DNS-rebinding name that resolves to 127.0.0.1.
+        x, sr = speech(16000)
+        r = c.post("/api/v1/convert", files={"file": ("in.wav", wav_bytes(x[:1600], sr), "audio/wav")},
+                   headers={"Origin": "https://evil.example"})
+        assert r.status_code == 403 and "web page at 'https://evil.example'" in r.json()["error"]
+        for host in (f"evil.example:{port}", "rebind.attacker.test", f"10.0.0.1:{port}"):
+            r = c.get("/health", headers={"Host": host})
+            assert r.status_code == 403 and "addressed to localhost" in r.json()["error"], host
+        assert c.get("/health", headers={"Origin": "null"}).status_code == 403
+        # The server's own pages, loopback names and clients that send no Origin are served.
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"127.1.2.3:{port}", "app.localhost"):
+            assert c.get("/health/live", headers={"Host": host}).status_code == 200, host
+        assert c.get("/api/v1/voices", headers={"Origin": f"http://127.0.0.1:{port}"}).status_code == 200
+        assert c.get("/api/v1/voices", headers={"Origin": f"http://localhost:{port}",
+                                               "Host": f"localhost:{port}"}).status_code == 200
+        assert c.get("/api/v1/voices", headers={"Origin": f"http://127.0.0.1:{port + 1}"}).status_code == 403
+    status, body = _ws_refusal(tight, {"Origin": "https://evil.example"})
+    assert status == 403 and "web page at 'https://evil.example'" in body["error"]
+    upgrade = (f"GET {PATH} HTTP/1.1\r\nHost: evil.example:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    sock = raw(tight, upgrade)
+    answer = read_all(sock)
+    sock.close()
+    assert "addressed to localhost" in json_error(answer, 403)
+    ws = connect(tight.ws_url + PATH, additional_headers={"Origin": f"http://127.0.0.1:{port}"}, proxy=None)
+    ws.send(json.dumps({"sample_rate": 48000}))
+    assert json.loads(ws.recv(timeout=15))["type"] == "ready"
+    ws.close()
+    assert tight.metric("autovoice_rejected_requests_total", 'reason="foreign_origin"') >= 3
+    assert tight.metric("autovoice_rejected_requests_total", 'reason="foreign_host"') >= 4
+
+
+def test_with_a_token_the_token_is_what_is_checked(guarded):
+    """Any Host (a proxy's, a LAN name) and any Origin may reach a token server; without the
+    token nothing under /api/ answers, WebSocket included (with a JSON reason)."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with guarded.client(auth=False) as c:
+        assert c.get("/api/v1/voices", headers={**auth, "Host": "autovoice.lan:5000",
+                                               "Origin": "https://tools.example"}).status_code == 200
+        assert c.get("/api/v1/voices", headers={"Host": "autovoice.lan"}).status_code == 401
+        assert c.get("/health/ready", headers={"Host": "autovoice.lan"}).status_code == 200
+    status, body = _ws_refusal(guarded, {"Origin": "https://evil.example"})
+    assert status == 403 and "Authorization: Bearer" in body["error"]
+    ws = connect(guarded.ws_url + PATH, additional_headers={**auth, "Origin": "https://tools.example"}, proxy=None)
+    ws.send(json.dumps({"sample_rate": 48000}))
+    assert json.loads(ws.recv(timeout=15))["type"] == "ready"
+    ws.close()
