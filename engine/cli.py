@@ -259,6 +259,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"autovoice: error: {r}", file=sys.stderr)
             else:
+                if r.note:
+                    print(f"autovoice: warning: {r.note}", file=sys.stderr)
                 print(f"{r.output_path}  ({r.duration_s:.1f} s audio in {r.elapsed_s:.1f} s, "
                       f"{1 / max(r.realtime_factor, 1e-9):.0f}x real time)")
         return 1 if failed else 0

@@ -31,7 +31,7 @@ from engine import __version__
 from engine.errors import AutoVoiceError, ConfigError, VoiceError
 from engine.health.snapshot import is_live, readiness
 from engine.server import jsontext
-from engine.server.config import ServerConfig, bind_socket, check_bind, resolve_token
+from engine.server.config import ServerConfig, bind_socket, check_bind, resolve_token, token_warning
 from engine.server.convert import RequestFailed, convert_upload, download_name, part_type_ok
 from engine.server.guard import CONVERT_PATH, Guard, Slots
 from engine.server.metrics import CONTENT_TYPE, Metrics
@@ -333,7 +333,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         CONVERT_PATH, tags=["api"], response_class=Response,
         summary="Convert an audio file with a voice",
         description="The reply is a WAV (24-bit) with the upload's sample rate, length and channel count. "
-                    "Fields left out take the voice's saved settings, as `autovoice convert` does.",
+                    "Fields left out take the voice's saved settings, as `autovoice convert` does. A truncated "
+                    "file (any format) is refused with 422; a float file whose samples go above full scale is "
+                    "scaled down to full scale first, and `X-AutoVoice-Input-Gain-dB` says by how much.",
         responses={200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
                          "description": "The converted audio."},
                    **_errors(400, 401, 404, 408, 413, 415, 422, 429, 503)},
@@ -432,6 +434,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             "X-AutoVoice-Voice": info.name,
             "X-AutoVoice-Duration-Seconds": f"{result.duration_s:.6f}",
             "X-AutoVoice-Compute-Seconds": f"{result.elapsed_s:.3f}",
+            # 0.0, or how far a float upload above full scale was scaled down before conversion
+            "X-AutoVoice-Input-Gain-dB": f"{result.input_gain_db:.1f}",
         })
 
     @app.websocket(STREAM_PATH)
@@ -493,6 +497,9 @@ def serve(args: Any) -> int:
     from engine.server.protocols import protocol_classes
 
     config, host, port = config_from_args(args)  # refuses unsafe settings before anything starts
+    weak = token_warning(config.token)
+    if weak:
+        print(f"warning: {weak}", file=sys.stderr, flush=True)
     sock = bind_socket(host, port)
     engine = Engine(load_default_voice=False)
     try:

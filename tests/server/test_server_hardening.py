@@ -319,3 +319,47 @@ def test_with_a_token_the_token_is_what_is_checked(guarded):
     ws.send(json.dumps({"sample_rate": 48000}))
     assert json.loads(ws.recv(timeout=15))["type"] == "ready"
     ws.close()
+
+
+# ---------------------------------------------------------------------- 3. truncated files, 7. huge floats
+from tests.damaged import FORMATS, cut, encode, huge_float_wav, without_length_header  # noqa: E402
+
+
+def _convert(server, data: bytes, filename: str):
+    with server.client() as c:
+        return c.post("/api/v1/convert", files={"file": (filename, data, "application/octet-stream")},
+                      data={"voice": "natural"})
+
+
+def test_a_truncated_upload_in_any_format_is_a_422(tight):
+    x, sr = speech()
+    x = x[: 2 * sr]
+    cases = {name: encode(x, sr, name) for name in FORMATS}
+    mp3, _ = cases["mp3"]
+    cases["mp3-without-length"] = (without_length_header(mp3), ".mp3")
+    for name, (data, ext) in cases.items():
+        r = _convert(tight, cut(data, 0.5), f"take{ext}")
+        assert r.status_code == 422, (name, r.status_code, r.text[:200])
+        error = r.json()["error"]
+        assert f"'take{ext}'" in error and "truncated" in error and "upload" not in error, (name, error)
+    for name in ("wav", "ogg-vorbis", "ogg-opus", "mp3", "aiff"):  # whole files still convert
+        data, ext = cases[name]
+        assert _convert(tight, data, f"take{ext}").status_code == 200, name
+
+
+def test_a_float_upload_with_huge_samples_is_normalised_and_says_by_how_much(tight):
+    x, sr = speech(16000)
+    x = x[:16000]
+    r = _convert(tight, huge_float_wav(x, sr), "huge.wav")
+    assert r.status_code == 200, r.text
+    peak_db = 20 * np.log10(np.max(np.abs(x.astype(np.float64) * 1e30)))
+    assert float(r.headers["x-autovoice-input-gain-db"]) == pytest.approx(-peak_db, abs=0.05)
+    ref = _convert(tight, wav_bytes((x / np.max(np.abs(x))).astype(np.float32), sr, subtype="FLOAT"), "ref.wav")
+    assert float(ref.headers["x-autovoice-input-gain-db"]) == 0.0
+    import io
+
+    import soundfile as sf
+
+    y, _ = sf.read(io.BytesIO(r.content), dtype="float32")
+    y_ref, _ = sf.read(io.BytesIO(ref.content), dtype="float32")
+    assert np.max(np.abs(y - y_ref)) < 1e-4 and np.mean(np.abs(y) > 0.99) < 0.01
