@@ -55,6 +55,39 @@ class ServerConfig:
         return self
 
 
+WEAK_TOKEN_MIN_DISTINCT = 8  # characters; a random 16-character token has about 14
+PLACEHOLDER_WORDS = ("password", "secret", "changeme", "letmein", "qwerty", "admin")
+
+
+def token_weakness(token: str) -> str | None:
+    """Why ``token`` is easy to guess although long enough (one clause), or None.
+
+    Length alone lets "aaaaaaaaaaaaaaaa" or "abcdefghijklmnop" through; these catch the usual
+    ways a person types a token instead of generating one. Not a strength meter: a generated token
+    (secrets.token_urlsafe) never trips them.
+    """
+    distinct = len(set(token))
+    if distinct < WEAK_TOKEN_MIN_DISTINCT:
+        return f"it uses only {distinct} different character{'s' if distinct != 1 else ''}"
+    steps = [ord(b) - ord(a) for a, b in zip(token, token[1:])]
+    if steps and sum(1 for d in steps if abs(d) == 1) >= 0.75 * len(steps):
+        return "it is mostly a run of consecutive characters"
+    lowered = token.lower()
+    word = next((w for w in PLACEHOLDER_WORDS if w in lowered), None)
+    if word is not None:
+        return f"it contains the word '{word}'"
+    return None
+
+
+def token_warning(token: str | None) -> str | None:
+    """The start-up warning for a weak token, or None."""
+    reason = token_weakness(token) if token else None
+    if reason is None:
+        return None
+    return (f"the API token is easy to guess ({reason}); anyone who guesses it can use this server, so generate "
+            "one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'.")
+
+
 def resolve_token(cli_token: str | None) -> str | None:
     """--token wins over AUTOVOICE_TOKEN; an empty value means no token."""
     token = cli_token if cli_token is not None else os.environ.get(TOKEN_ENV)
