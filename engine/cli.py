@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-conversions", type=int, metavar="N",
                    help="file conversions at once; more get 429 (default 2)")
     p.add_argument("--convert-timeout-s", type=float, metavar="S", help="time limit per conversion; then 503 (default 120)")
-    p.add_argument("--upload-timeout-s", type=float, metavar="S", help="time limit for an upload; then 408 (default 60)")
+    p.add_argument("--upload-timeout-s", type=float, metavar="S", help="time limit for an upload; then 408; also for a reply the client stops reading (default 60)")
     p.add_argument("--header-timeout-s", type=float, metavar="S",
                    help="time limit for a request's headers; then 408 and closed (default 10)")
     p.add_argument("--max-streams", type=int, metavar="N", help="WebSocket stream sessions at once (default 4)")

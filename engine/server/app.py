@@ -478,6 +478,8 @@ def config_from_args(args: Any) -> tuple[ServerConfig, str, int]:
         max_conversions=_arg(args, "max_conversions", defaults.max_conversions),
         convert_timeout_s=_arg(args, "convert_timeout_s", defaults.convert_timeout_s),
         upload_timeout_s=_arg(args, "upload_timeout_s", defaults.upload_timeout_s),
+        # One transfer limit both ways: a reply the client reads nothing of for as long is dropped.
+        reply_stall_timeout_s=_arg(args, "upload_timeout_s", defaults.reply_stall_timeout_s),
         max_streams=_arg(args, "max_streams", defaults.max_streams),
         stream_idle_timeout_s=_arg(args, "stream_idle_timeout_s", defaults.stream_idle_timeout_s),
         header_timeout_s=_arg(args, "header_timeout_s", defaults.header_timeout_s),

@@ -363,3 +363,41 @@ def test_a_float_upload_with_huge_samples_is_normalised_and_says_by_how_much(tig
     y, _ = sf.read(io.BytesIO(r.content), dtype="float32")
     y_ref, _ = sf.read(io.BytesIO(ref.content), dtype="float32")
     assert np.max(np.abs(y - y_ref)) < 1e-4 and np.mean(np.abs(y) > 0.99) < 0.01
+
+
+def test_an_http_client_that_never_reads_its_reply_is_disconnected(tmp_path):
+    """A conversion whose 17 MB reply nobody reads (more than the kernel's socket buffers hold):
+    the server drops the connection after --upload-timeout-s without progress instead of keeping
+    it, and its buffered reply, for as long as the client likes."""
+    import psutil
+
+    s = start_server(tmp_path, "--upload-timeout-s", "2", "--voice", "natural")
+    try:
+        x, sr = speech(48000)
+        x = np.tile(x, int(np.ceil(60 * sr / len(x))))[: 60 * sr]
+        clip = wav_bytes(np.stack([x, x], axis=1), sr)
+        body = multipart(clip)
+        head = (f"POST /api/v1/convert HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                f"boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        sock = socket.create_connection((s.host, s.port), timeout=30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.sendall(head + body)
+        ours = sock.getsockname()[1]
+        proc = psutil.Process(s.proc.pid)
+
+        def held() -> bool:
+            return any(c.raddr and c.raddr.port == ours and c.status == psutil.CONN_ESTABLISHED
+                       for c in proc.net_connections(kind="tcp"))
+
+        t0 = time.monotonic()
+        while held() and time.monotonic() - t0 < 60:  # a guard against hanging, not a speed goal
+            time.sleep(0.2)
+        dropped_after_s = time.monotonic() - t0
+        still_held = held()
+        sock.close()
+        print(f"\nnon-reading HTTP client: its connection was dropped {dropped_after_s:.1f} s after the upload "
+              "(conversion included)")
+        assert not still_held, "the server still holds the connection of a client that reads nothing after 60 s"
+        assert s.get("/health/live").status_code == 200
+    finally:
+        assert s.stop() == 0
