@@ -51,7 +51,13 @@ engine's worker are alive), `/health/ready` (200 once a voice is loaded and warm
 `--live` while the device stream runs), `/health` (details), `/metrics` (Prometheus).
 
 **Token**: when the server has one, everything under `/api/` needs `Authorization: Bearer <token>`
-(401 without it; the WebSocket handshake is refused with 403).
+(401 without it; the WebSocket handshake is refused with 403). **Without a token** the server
+listens on loopback only and answers only requests addressed to a loopback name (`Host`) that come
+from no web page or from its own (`Origin`); anything else is 403.
+
+**Limits**: request line and headers at most 16 kB (431) and complete within `--header-timeout-s`
+(408); a truncated audio file is 422 in every format; float audio above full scale is scaled down
+to it (`X-AutoVoice-Input-Gain-dB`).
 
 **WebSocket `{STREAM_PATH}`** (not an OpenAPI operation): send a JSON text message
 `{{"sample_rate": 48000, "channels": 1, "dtype": "float32", "voice": "deeper", "transpose": 2}}`

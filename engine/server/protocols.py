@@ -97,6 +97,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self.transport.is_closing() or not self._in_head:
             return
+        if self.cycle is not None and not self.cycle.response_complete:
+            return  # a (pipelined) request is being answered; the head clock restarts after its reply
         if self._head_bytes == 0:
             self.transport.close()  # an idle connection: nothing was asked, nothing to answer
             return
