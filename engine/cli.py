@@ -110,10 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-conversions", type=int, metavar="N",
                    help="file conversions at once; more get 429 (default 2)")
     p.add_argument("--convert-timeout-s", type=float, metavar="S", help="time limit per conversion; then 503 (default 120)")
-    p.add_argument("--upload-timeout-s", type=float, metavar="S", help="time limit for an upload; then 408 (default 60)")
+    p.add_argument("--upload-timeout-s", type=float, metavar="S", help="time limit for an upload; then 408; also for a reply the client stops reading (default 60)")
+    p.add_argument("--header-timeout-s", type=float, metavar="S",
+                   help="time limit for a request's headers; then 408 and closed (default 10)")
     p.add_argument("--max-streams", type=int, metavar="N", help="WebSocket stream sessions at once (default 4)")
     p.add_argument("--stream-idle-timeout-s", type=float, metavar="S",
-                   help="close a stream session idle this long (default 60)")
+                   help="close a stream session that sends or reads nothing this long (default 60)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
                    help="server log level; 'info' also logs every request (default warning)")
 
@@ -253,6 +255,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"autovoice: error: {r}", file=sys.stderr)
             else:
+                if r.note:
+                    print(f"autovoice: warning: {r.note}", file=sys.stderr)
                 print(f"{r.output_path}  ({r.duration_s:.1f} s audio in {r.elapsed_s:.1f} s, "
                       f"{1 / max(r.realtime_factor, 1e-9):.0f}x real time)")
         return 1 if failed else 0

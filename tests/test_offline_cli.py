@@ -216,3 +216,59 @@ def test_output_files_follow_the_umask(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "o.wav").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+# ---------------------------------------------------------------------- damaged files (issue 13)
+from tests.damaged import FORMATS, cut, encode, huge_float_wav, without_length_header  # noqa: E402
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fraction", [0.5, 0.97])
+def test_a_truncated_file_in_any_format_is_refused_not_shortened(tmp_path, fmt, fraction):
+    """Half a file, or all but its last 3 %: a user must never get silently shortened audio.
+    (A cut Ogg used to convert to 31 % of its length without a word.)"""
+    x, sr = sf.read(MALE, dtype="float32")
+    data, ext = encode(x[: 3 * sr], sr, fmt)
+    src = tmp_path / f"cut{ext}"
+    src.write_bytes(cut(data, fraction))
+    out = tmp_path / "out.wav"
+    proc = autovoice("convert", src, "-o", out, "--voice", "natural", "--quiet")
+    assert_one_sentence_error(proc, "cut.", "truncated")
+    assert not out.exists()
+    if fraction == 0.5:  # the whole file, once per format, is accepted
+        whole = tmp_path / f"whole{ext}"
+        whole.write_bytes(data)
+        assert autovoice("convert", whole, "-o", out, "--voice", "natural", "--quiet").returncode == 0
+
+
+def test_an_mp3_without_a_length_header_is_checked_by_its_frames(tmp_path):
+    x, sr = sf.read(MALE, dtype="float32")
+    data, _ = encode(x[: 3 * sr], sr, "mp3")
+    bare = without_length_header(data)
+    src = tmp_path / "bare.mp3"
+    src.write_bytes(cut(bare, 0.6))  # cut inside a frame
+    assert_one_sentence_error(autovoice("convert", src, "-o", tmp_path / "o.wav", "--quiet"), "last MP3 frame is cut off")
+    # Whole but variable-bitrate: libsndfile's length estimate stops it early, which must not pass either.
+    src.write_bytes(bare)
+    assert_one_sentence_error(autovoice("convert", src, "-o", tmp_path / "o.wav", "--quiet"), "decoded only in part")
+
+
+def test_a_float_file_with_huge_samples_is_normalised_and_says_so(tmp_path):
+    """Samples of 1e30 used to come back as full-scale clipped noise. They are scaled down to
+    full scale, so the result is the conversion of the same speech at full scale, with a warning."""
+    x, sr = sf.read(MALE, dtype="float32")
+    x = x[: 2 * sr]
+    huge = tmp_path / "huge.wav"
+    huge.write_bytes(huge_float_wav(x, sr))
+    at_full_scale = tmp_path / "full.wav"
+    sf.write(at_full_scale, x / np.max(np.abs(x)), sr, subtype="FLOAT")
+    proc = autovoice("convert", huge, "-o", tmp_path / "a.wav", "--voice", "natural", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("autovoice: warning:")]
+    peak_db = 20 * np.log10(np.max(np.abs(x.astype(np.float64) * 1e30)))
+    assert len(warning) == 1 and f"scaled down by {peak_db:.1f} dB" in warning[0], proc.stderr
+    assert autovoice("convert", at_full_scale, "-o", tmp_path / "b.wav", "--voice", "natural", "--quiet").returncode == 0
+    a, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    b, _ = sf.read(tmp_path / "b.wav", dtype="float32")
+    assert np.max(np.abs(a - b)) < 1e-4
+    assert np.mean(np.abs(a) > 0.99) < 0.01  # speech, not clipped noise

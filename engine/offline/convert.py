@@ -21,7 +21,7 @@ import numpy as np
 from engine.config import ChainConfig
 from engine.dsp.resample import resample
 from engine.errors import AudioFileError, AutoVoiceError
-from engine.offline.files import output_format, read_audio, write_audio
+from engine.offline.files import decode_audio, output_format, scaled_note, write_audio
 from engine.pipeline import Pipeline, hop_for
 from engine.voices.base import Voice
 
@@ -43,6 +43,7 @@ class ConvertResult:
     sample_rate: int
     channels: int
     elapsed_s: float
+    note: str | None = None  # one sentence the user should see (e.g. the input was scaled down)
 
     @property
     def realtime_factor(self) -> float:
@@ -106,8 +107,10 @@ def convert_file(
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise AudioFileError(f"The output '{dst}' is the input file itself; choose another output name.")
     t0 = time.perf_counter()
-    data, sr = read_audio(src)
+    decoded = decode_audio(src)
+    data, sr = decoded.samples, decoded.sample_rate
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     y = convert_signal(mono, sr, voice, params=params, chain=chain, progress=progress, cancel=cancel)
     write_audio(dst, np.repeat(y[:, None], data.shape[1], axis=1), sr)
-    return ConvertResult(str(src), str(dst), len(mono) / sr, sr, data.shape[1], time.perf_counter() - t0)
+    note = scaled_note(src.name, decoded.gain_db) if decoded.gain_db else None
+    return ConvertResult(str(src), str(dst), len(mono) / sr, sr, data.shape[1], time.perf_counter() - t0, note)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
@@ -31,7 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from engine import __version__
 from engine.errors import AutoVoiceError, ConfigError, VoiceError
 from engine.health.snapshot import is_live, readiness
-from engine.server.config import ServerConfig, bind_socket, check_bind, resolve_token
+from engine.server import jsontext
+from engine.server.config import ServerConfig, bind_socket, check_bind, resolve_token, token_warning
 from engine.server.convert import RequestFailed, convert_upload, download_name, part_type_ok
 from engine.server.guard import CONVERT_PATH, Guard, Slots
 from engine.server.metrics import CONTENT_TYPE, Metrics
@@ -51,7 +51,13 @@ engine's worker are alive), `/health/ready` (200 once a voice is loaded and warm
 `--live` while the device stream runs), `/health` (details), `/metrics` (Prometheus).
 
 **Token**: when the server has one, everything under `/api/` needs `Authorization: Bearer <token>`
-(401 without it; the WebSocket handshake is refused with 403).
+(401 without it; the WebSocket handshake is refused with 403). **Without a token** the server
+listens on loopback only and answers only requests addressed to a loopback name (`Host`) that come
+from no web page or from its own (`Origin`); anything else is 403.
+
+**Limits**: request line and headers at most 16 kB (431) and complete within `--header-timeout-s`
+(408); a truncated audio file is 422 in every format; float audio above full scale is scaled down
+to it (`X-AutoVoice-Input-Gain-dB`).
 
 **WebSocket `{STREAM_PATH}`** (not an OpenAPI operation): send a JSON text message
 `{{"sample_rate": 48000, "channels": 1, "dtype": "float32", "voice": "deeper", "transpose": 2}}`
@@ -333,7 +339,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         CONVERT_PATH, tags=["api"], response_class=Response,
         summary="Convert an audio file with a voice",
         description="The reply is a WAV (24-bit) with the upload's sample rate, length and channel count. "
-                    "Fields left out take the voice's saved settings, as `autovoice convert` does.",
+                    "Fields left out take the voice's saved settings, as `autovoice convert` does. A truncated "
+                    "file (any format) is refused with 422; a float file whose samples go above full scale is "
+                    "scaled down to full scale first, and `X-AutoVoice-Input-Gain-dB` says by how much.",
         responses={200: {"content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}},
                          "description": "The converted audio."},
                    **_errors(400, 401, 404, 408, 413, 415, 422, 429, 503)},
@@ -360,9 +368,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             overrides: dict[str, Any] = {}
             if params:
                 try:
-                    overrides = json.loads(params)
-                except ValueError:
-                    overrides = None
+                    overrides = jsontext.loads(params, "The form field 'params'", '{"index_rate": 0.5}')
+                except jsontext.JsonRefused as exc:
+                    raise RequestFailed(422, str(exc)) from None
                 if not isinstance(overrides, dict):
                     raise RequestFailed(422, 'The form field \'params\' must be a JSON object, e.g. {"index_rate": 0.5}.')
             if transpose is not None:
@@ -377,6 +385,13 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             m.conversions.labels(exc.outcome).inc()
             return _error(exc.status, exc.message, exc.headers)
 
+        # The upload is complete here (the form is parsed): only now is a slot taken, so stalled
+        # uploads never keep others out. It is freed when the work really ends (see below).
+        if not ctx.slots.try_acquire():
+            m.rejected.labels("busy").inc()
+            m.conversions.labels("busy").inc()
+            return _error(429, f"The server is already converting {ctx.slots.n} file(s), its limit; retry in a moment.",
+                          {"Retry-After": "1"})
         cancel = threading.Event()
         chain = ctx.voices.chain()
 
@@ -388,7 +403,15 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             finally:
                 m.conversions_in_flight.dec()
 
-        fut = ctx.convert_executor.submit(job)
+        try:
+            fut = ctx.convert_executor.submit(job)
+        except RuntimeError:  # the executor is shut down: the server is stopping
+            ctx.slots.release()
+            return _error(503, "The server is shutting down; send the file again once it is back.")
+        # Released when the thread finishes (or the job is cancelled before it starts), not when the
+        # reply is sent: a timed-out conversion keeps its slot until it has really stopped, and a
+        # client slow to read the reply does not hold one.
+        fut.add_done_callback(lambda _f: ctx.slots.release())
         ctx.cancels.add(cancel)
         try:
             result = await asyncio.wait_for(asyncio.wrap_future(fut), config.convert_timeout_s)
@@ -417,6 +440,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             "X-AutoVoice-Voice": info.name,
             "X-AutoVoice-Duration-Seconds": f"{result.duration_s:.6f}",
             "X-AutoVoice-Compute-Seconds": f"{result.elapsed_s:.3f}",
+            # 0.0, or how far a float upload above full scale was scaled down before conversion
+            "X-AutoVoice-Input-Gain-dB": f"{result.input_gain_db:.1f}",
         })
 
     @app.websocket(STREAM_PATH)
@@ -452,14 +477,18 @@ def config_from_args(args: Any) -> tuple[ServerConfig, str, int]:
     mb = getattr(args, "max_upload_mb", None)
     config = ServerConfig(
         token=token,
+        host=host,
         require_stream=bool(getattr(args, "live", False)),
         max_upload_bytes=int(mb * 1024 * 1024) if mb is not None else defaults.max_upload_bytes,
         max_audio_s=_arg(args, "max_audio_s", defaults.max_audio_s),
         max_conversions=_arg(args, "max_conversions", defaults.max_conversions),
         convert_timeout_s=_arg(args, "convert_timeout_s", defaults.convert_timeout_s),
         upload_timeout_s=_arg(args, "upload_timeout_s", defaults.upload_timeout_s),
+        # One transfer limit both ways: a reply the client reads nothing of for as long is dropped.
+        reply_stall_timeout_s=_arg(args, "upload_timeout_s", defaults.reply_stall_timeout_s),
         max_streams=_arg(args, "max_streams", defaults.max_streams),
         stream_idle_timeout_s=_arg(args, "stream_idle_timeout_s", defaults.stream_idle_timeout_s),
+        header_timeout_s=_arg(args, "header_timeout_s", defaults.header_timeout_s),
     ).validated()
     return config, host, port
 
@@ -473,8 +502,12 @@ def serve(args: Any) -> int:
     import uvicorn
 
     from engine.api import Engine
+    from engine.server.protocols import protocol_classes
 
     config, host, port = config_from_args(args)  # refuses unsafe settings before anything starts
+    weak = token_warning(config.token)
+    if weak:
+        print(f"warning: {weak}", file=sys.stderr, flush=True)
     sock = bind_socket(host, port)
     engine = Engine(load_default_voice=False)
     try:
@@ -494,8 +527,11 @@ def serve(args: Any) -> int:
               f"({'API token required' if config.token else 'no token: local use only'}"
               f"{', live stream on' if config.require_stream else ''}); Ctrl-C stops.", file=sys.stderr, flush=True)
         # No permessage-deflate: PCM hardly compresses, so it would only cost CPU on the stream path.
+        # The protocols add what uvicorn leaves open: head size and time, stalled readers, JSON refusals.
+        http_protocol, ws_protocol = protocol_classes(config.max_header_bytes, config.header_timeout_s,
+                                                      config.reply_stall_timeout_s, config.stream_idle_timeout_s)
         server = uvicorn.Server(uvicorn.Config(
-            app, log_level=getattr(args, "log_level", None) or "warning",
+            app, http=http_protocol, ws=ws_protocol, log_level=getattr(args, "log_level", None) or "warning",
             access_log=(getattr(args, "log_level", None) in ("debug", "info")),
             ws_max_size=_ws_max_size(config), ws_max_queue=4, ws_per_message_deflate=False,
             timeout_graceful_shutdown=5, server_header=False,

@@ -3,7 +3,8 @@
     multipart 'file' (spooled by the form parser, at most max_upload_bytes: see guard.py)
       -> private temp folder / upload<ext>      (the client's file name is never used as a path)
       -> sf.info: not audio? 415;  longer than max_audio_s? 413
-      -> engine.offline read_audio (truncated, NaN, odd rate: 422) -> convert_signal (cancellable)
+      -> engine.offline decode_audio (truncated in any format, NaN, odd rate: 422; float peaks above
+         full scale normalised, X-AutoVoice-Input-Gain-dB says by how much) -> convert_signal (cancellable)
       -> WAV in memory, the input's rate, length and channel count
 
 The conversion runs on a small executor of its own (``max_conversions`` threads): a request that
@@ -30,7 +31,7 @@ from engine.config import ChainConfig
 from engine.errors import AudioFileError
 from engine.offline.convert import convert_signal
 from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from engine.offline.files import READ_EXTENSIONS, read_audio
+from engine.offline.files import READ_EXTENSIONS, decode_audio, truncation
 from engine.voices.base import Voice
 
 MAX_CHANNELS = 8
@@ -76,6 +77,7 @@ class Converted:
     channels: int
     frames: int
     elapsed_s: float
+    input_gain_db: float = 0.0  # float input above full scale was scaled down by this (engine.offline.files)
 
     @property
     def duration_s(self) -> float:
@@ -105,6 +107,9 @@ def convert_upload(
         try:
             info = sf.info(str(path))
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+            cut = truncation(path)
+            if cut is not None:  # audio, but cut short: say so rather than "not audio"
+                raise RequestFailed(422, f"'{shown}' is truncated: {cut}; copy or export the file again.") from None
             raise RequestFailed(
                 415, f"'{shown}' is not audio AutoVoice can decode; send WAV, FLAC, OGG or MP3.",
                 outcome="unsupported_media_type") from None
@@ -131,11 +136,12 @@ def convert_upload(
         if info.channels > MAX_CHANNELS:
             raise RequestFailed(422, f"'{shown}' has {info.channels} channels; AutoVoice converts up to {MAX_CHANNELS}.")
         try:
-            data, sr = read_audio(path)
+            decoded = decode_audio(path)
         except AudioFileError as exc:
             raise RequestFailed(422, str(exc).replace(path.name, shown).replace(str(path), shown)) from None
+    data, sr = decoded.samples, decoded.sample_rate
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
     y = convert_signal(mono, sr, voice, params=params, chain=chain, cancel=cancel)
     buf = io.BytesIO()
     sf.write(buf, np.clip(np.repeat(y[:, None], data.shape[1], axis=1), -1.0, 1.0), sr, format="WAV", subtype="PCM_24")
-    return Converted(buf.getvalue(), sr, data.shape[1], len(y), time.perf_counter() - t0)
+    return Converted(buf.getvalue(), sr, data.shape[1], len(y), time.perf_counter() - t0, decoded.gain_db)

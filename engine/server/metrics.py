@@ -140,7 +140,7 @@ class Metrics:
         self.stream_queue_high_water = Gauge("autovoice_stream_queue_high_water_frames",
                                              "Most frames any stream session has held waiting for conversion", registry=r)
         self.rejected = Counter("autovoice_rejected_requests", "Requests refused before any work, by reason "
-                                "(unauthorized, too_large, unsupported_media_type, busy, upload_timeout)", ["reason"],
+                                "(unauthorized, foreign_host, foreign_origin, too_large, unsupported_media_type, busy, upload_timeout)", ["reason"],
                                 registry=r)
         r.register(EngineCollector(engine, ready))
         self._seen_blocks = 0

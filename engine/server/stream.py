@@ -22,8 +22,9 @@ Per session, at the client's rate ``sr_c`` and the voice's ``sr_v`` (as the live
 
 Backpressure: frames wait in an ``asyncio.Queue`` of ``stream_queue_frames``; when it is full the
 receiving coroutine stops reading the socket, so the client's sends block (TCP flow control)
-instead of the server buffering without bound. Replies are sent with a timeout: a client that
-stops reading is disconnected after ``stream_idle_timeout_s``.
+instead of the server buffering without bound. Replies are sent with a timeout, and the
+connection's protocol aborts a socket nobody reads (engine/server/protocols.py): a client that
+stops reading is disconnected after ``stream_idle_timeout_s`` and its session freed.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ChainConfig
 from engine.errors import AutoVoiceError
 from engine.pipeline import Pipeline, hop_for
+from engine.server import jsontext
 from engine.stream.hops import HopBridge
 from engine.voices.base import Voice
 
@@ -50,6 +52,7 @@ BLOCK_MS = 10.0  # hop for voices without their own, as the live stream's defaul
 DTYPES = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 OPENING_KEYS = ("sample_rate", "channels", "dtype", "voice", "transpose", "formant", "params")
 OPENING_TIMEOUT_S = 10.0
+FAIL_SEND_TIMEOUT_S = 2.0  # for the error message and the close, once a session has failed
 _END = object()
 
 
@@ -62,10 +65,11 @@ class StreamConverter:
         self.pipeline = Pipeline(voice, hop, chain=chain, params=params)
         self.state = self.pipeline.init_state()
         self.sample_rate = int(sample_rate)
-        self.bridge = HopBridge(sample_rate, sr_v, hop)
-        # Content delay at the client's rate: resampler in + the voice's look-ahead, both at sr_v,
-        # then the resampler out (see StreamResampler: a causal filter delay_samples late).
-        self.latency_samples = int(round((self.bridge.to_voice.delay_samples + self.pipeline.latency_samples)
+        # align_start: the voice's frames fall where offline conversion puts them (see HopBridge).
+        self.bridge = HopBridge(sample_rate, sr_v, hop, align_start=True)
+        # Content delay at the client's rate: the voice's look-ahead at sr_v, then the resampler
+        # out (see StreamResampler: a causal filter delay_samples late).
+        self.latency_samples = int(round((self.bridge.in_delay_samples + self.pipeline.latency_samples)
                                          * sample_rate / sr_v + self.bridge.from_voice.delay_samples))
         self._to_drop = self.latency_samples
         self.samples_in = 0
@@ -146,10 +150,9 @@ def parse_opening(text: str | None, provider: Any) -> tuple[StreamFormat, Any, d
         raise SessionError(1003, "The first message must be JSON text describing the audio, e.g. "
                                  '{"sample_rate": 48000, "channels": 1, "dtype": "float32"}.')
     try:
-        msg = json.loads(text)
-    except ValueError:
-        raise SessionError(1003, "The opening message is not valid JSON; send e.g. "
-                                 '{"sample_rate": 48000, "channels": 1, "dtype": "float32"}.') from None
+        msg = jsontext.loads(text, "The opening message", '{"sample_rate": 48000, "channels": 1, "dtype": "float32"}')
+    except jsontext.JsonRefused as exc:
+        raise SessionError(1003, str(exc)) from None
     if not isinstance(msg, dict):
         raise SessionError(1003, "The opening message must be a JSON object.")
     unknown = sorted(set(msg) - set(OPENING_KEYS))
@@ -210,10 +213,13 @@ async def run_session(ws: WebSocket, ctx: Any) -> None:
 
 
 async def _fail(ws: WebSocket, exc: SessionError) -> None:
+    # Bounded: after a send timed out the socket is full, and an unbounded send here would hold the
+    # session (and its slot) for as long as the client keeps the connection open without reading.
+    # The connection itself is aborted by the protocol (engine/server/protocols.py).
     try:
-        await ws.send_text(json.dumps({"type": "error", "error": exc.message}))
-        await ws.close(code=exc.code, reason=exc.message[:120])
-    except Exception:  # noqa: BLE001 - the client may be gone already
+        await asyncio.wait_for(ws.send_text(json.dumps({"type": "error", "error": exc.message})), FAIL_SEND_TIMEOUT_S)
+        await asyncio.wait_for(ws.close(code=exc.code, reason=exc.message[:120]), FAIL_SEND_TIMEOUT_S)
+    except Exception:  # noqa: BLE001 - the client may be gone already, or not reading
         pass
 
 
@@ -270,8 +276,8 @@ async def _session(ws: WebSocket, ctx: Any) -> str:
                     m.stream_queue_high_water.set(queue.qsize())
                 continue
             try:
-                kind = json.loads(msg.get("text") or "").get("type")
-            except (ValueError, AttributeError):
+                kind = jsontext.loads(msg.get("text") or "", "The message", '{"type": "end"}').get("type")
+            except (jsontext.JsonRefused, AttributeError):
                 kind = None
             if kind != "end":
                 raise SessionError(1003, 'After the opening, send binary audio frames, then {"type": "end"}.')

@@ -152,3 +152,38 @@ def test_sigterm_during_a_long_conversion_stops_the_server_promptly(tmp_path):
     t.join(30)
     assert stopped_s < 9.0, f"took {stopped_s:.1f} s to stop"  # 5 s of grace, then the conversion is cancelled
     assert replies and not (isinstance(replies[0], httpx.Response) and replies[0].status_code == 200)
+
+
+def test_a_weak_token_is_accepted_with_a_warning(tmp_path):
+    weak = "a" * 16
+    s = start_server(tmp_path, "--host", "0.0.0.0", token=weak, env=server_env(tmp_path, AUTOVOICE_TOKEN=weak))
+    try:
+        log = "".join(s.log)
+        assert "warning: the API token is easy to guess (it uses only 1 different character)" in log, log
+        assert "secrets.token_urlsafe" in log
+        s.host = "127.0.0.1"
+        assert s.get("/api/v1/voices").status_code == 200  # a warning, not a refusal
+    finally:
+        assert s.stop() == 0
+
+
+def test_a_generated_token_gives_no_warning(tmp_path):
+    import secrets
+
+    from engine.server.config import token_weakness
+
+    assert token_weakness(TOKEN) is None
+    assert all(token_weakness(secrets.token_urlsafe(12)) is None for _ in range(2000))
+    for weak, reason in (("abcdefghijklmnop", "consecutive"), ("abab" * 4, "2 different"),
+                         ("MySecretToken-2024", "'secret'")):
+        assert reason in token_weakness(weak), weak
+
+
+def test_any_127_address_is_loopback_and_needs_no_token(tmp_path):
+    """README and code agree: all of 127.0.0.0/8 (and ::1) is loopback, served without a token."""
+    s = start_server(tmp_path, "--host", "127.0.0.2")
+    try:
+        assert s.host == "127.0.0.2" and "no token: local use only" in "".join(s.log)
+        assert s.get("/api/v1/voices").status_code == 200
+    finally:
+        assert s.stop() == 0

@@ -146,22 +146,19 @@ def test_a_small_file_that_decodes_to_too_many_samples_is_413(strict):
     assert "million samples" in r.json()["error"]
 
 
-def test_a_busy_slot_gives_429_at_once_and_a_stalled_upload_408(strict):
+def test_a_stalled_upload_holds_no_slot_and_gets_408(strict):
     clip = short_clip()
     body = multipart(clip)
-    # An upload that stops half-way holds the only conversion slot...
+    # An upload that stops half-way, on a server with one conversion slot...
     sock = raw_request(strict, ["POST /api/v1/convert HTTP/1.1", f"Content-Type: multipart/form-data; boundary={BOUNDARY}",
                                 f"Content-Length: {len(body)}"], body[: len(body) // 2])
     time.sleep(0.3)
-    t0 = time.monotonic()
-    r = post(strict, clip)
-    assert r.status_code == 429 and r.headers["retry-after"] == "1", r.text
-    assert time.monotonic() - t0 < 0.5  # refused at once, not queued
-    # ...until the server gives up on it.
+    assert post(strict, clip).status_code == 200  # ...does not keep a complete one out
+    # and is given up on after --upload-timeout-s.
     status, _, err = read_response(sock)
     sock.close()
     assert status == 408 and "did not complete within 1.5 s" in err["error"]
-    assert post(strict, clip).status_code == 200  # the slot is free again
+    assert post(strict, clip).status_code == 200
 
 
 def test_a_conversion_over_the_time_limit_is_503_and_really_stops(strict):
