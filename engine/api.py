@@ -50,13 +50,14 @@ from engine.health.snapshot import HealthSnapshot
 from engine.io.devices import DeviceInfo, list_devices, resolve_device
 from engine.io.portaudio import portaudio_wedged
 from engine.offline.convert import ConvertResult, convert_file, convert_signal, output_path_for
-from engine.offline.files import READ_EXTENSIONS, read_audio
+from engine.offline.files import READ_EXTENSIONS, AudioProbe, DecodedAudio, decode_audio, probe_audio, read_audio
 from engine.params import ParamSpec, default_params, reload_keys, resolve_params
 from engine.pipeline import Pipeline, hop_for
 from engine.settings import SettingsStore
 from engine.stream.gc_policy import STREAMING_GC
 from engine.stream.pitch_view import PITCH_HOP_S, VIEW_SECONDS, PitchView
 from engine.stream.realtime import RealtimeStream
+from engine.stream.session import StreamSession
 from engine.stream.worker import BlockTimeline, LiveChain, Worker
 from engine.voices import install as _install
 from engine.voices.base import Voice, VoiceInfo
@@ -65,6 +66,7 @@ from engine.voices.registry import check_voice_name, get_info, load_voice
 from engine.voices.registry import list_voices as _list_voices
 
 __all__ = [
+    "AudioProbe", "DecodedAudio", "decode_audio", "probe_audio", "StreamSession", "list_gpus",
     "CHAIN_SPECS", "DEFAULT_VOICE", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "PITCH_HOP_S", "READ_EXTENSIONS",
     "VIEW_SECONDS", "AppSettings", "AudioConfig", "ChainConfig", "ConvertResult", "DeviceInfo", "Engine",
     "HealthSnapshot", "ParamSpec", "Voice", "VoiceInfo", "__version__", "convert_signal", "export_onnx",
@@ -699,6 +701,17 @@ class Engine:
         voice = self.voice_for(info, params)
         chain = replace(self.settings.chain, bypass=False)
         return convert_signal(x, sample_rate, voice, params=params, chain=chain, cancel=cancel)
+
+    def open_stream(self, info: VoiceInfo, params: dict[str, Any], sample_rate: int) -> StreamSession:
+        """A streaming conversion at a client's ``sample_rate`` with a voice and values from
+        :meth:`params_for` (may load a voice: call off any event loop)."""
+        voice = self.voice_for(info, params)
+        return StreamSession(voice, params, replace(self.settings.chain, bypass=False), sample_rate)
+
+    def live_block_times(self) -> tuple[int, np.ndarray]:
+        """(blocks converted by the live stream so far, compute ms of the most recent ones, oldest first)."""
+        w = self.worker
+        return int(w.blocks_processed), w.compute_ms.latest()
 
     def close(self) -> None:
         self.pitch_view.close()

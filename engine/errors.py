@@ -15,6 +15,10 @@ class AudioFileError(AutoVoiceError):
     """An input or output audio file that cannot be used."""
 
 
+class NotAudioError(AudioFileError):
+    """A file that is no audio at all (as opposed to audio that is damaged or cut short)."""
+
+
 class DeviceError(AutoVoiceError):
     """An audio device that cannot be opened, vanished or does not support the request."""
 

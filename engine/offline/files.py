@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from engine.errors import AudioFileError
+from engine.errors import AudioFileError, NotAudioError
 
 READ_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 WRITE_FORMATS = {
@@ -216,6 +216,33 @@ def truncation(path: str | os.PathLike) -> str | None:
     p = Path(path)
     container = _sniff_container(p)
     return _cut_short(p, container) if container else None
+
+
+UNKNOWN_LENGTH_FRAMES = 1 << 62  # libsndfile reports 2**63 - 1 frames for a stream without a length
+
+
+@dataclass(frozen=True)
+class AudioProbe:
+    """What a file's header says, read without decoding it (to check limits before paying for that)."""
+
+    frames: int | None  # None: the format does not state its length
+    channels: int
+    sample_rate: int
+
+
+def probe_audio(path: str | os.PathLike) -> AudioProbe:
+    """A file's header: NotAudioError if it is no audio at all, AudioFileError (one sentence) if it is
+    audio that libsndfile cannot open because it is cut short."""
+    p = Path(path)
+    try:
+        info = sf.info(str(p))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        cut = truncation(p)
+        if cut is not None:  # audio, but cut short: say so rather than "not audio"
+            raise AudioFileError(f"'{p.name}' is truncated: {cut}; copy or export the file again.") from None
+        raise NotAudioError(f"'{p.name}' is not audio AutoVoice can decode; send WAV, FLAC, OGG or MP3.") from None
+    frames = None if info.frames >= UNKNOWN_LENGTH_FRAMES else int(info.frames)
+    return AudioProbe(frames, int(info.channels), int(info.samplerate))
 
 
 @dataclass(frozen=True)

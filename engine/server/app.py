@@ -2,8 +2,8 @@
 
 Routes stay thin. Probes answer 200 or 503 from a bool computed by engine.health.snapshot (live =
 the worker's heartbeat; ready = a voice loaded and warmed up, its conversion pipeline checked, and
-with --live the device stream running). Conversions reuse engine.offline; streams reuse the
-streaming Pipeline the live worker runs. Everything in front of the routes (token, limits,
+with --live the device stream running). Conversions and streams go through engine.api, which runs the
+same streaming Pipeline as the live worker. Everything in front of the routes (token, limits,
 admission, request metrics) sits in guard.py.
 
     autovoice serve [--host 127.0.0.1] [--port 5000] [--token T | AUTOVOICE_TOKEN=T] [--live ...]
@@ -28,7 +28,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine import __version__
-from engine.errors import AutoVoiceError, ConfigError, VoiceError
+from engine.api import MAX_SAMPLE_RATE
+from engine.errors import AutoVoiceError, ConfigError, VoiceError, VoiceNotFound
 from engine.health.snapshot import is_live, readiness
 from engine.server import jsontext
 from engine.server.config import ServerConfig, bind_socket, check_bind, resolve_token, token_warning
@@ -37,7 +38,6 @@ from engine.server.guard import CONVERT_PATH, Guard, Slots
 from engine.server.metrics import CONTENT_TYPE, Metrics
 from engine.server.stream import run_session
 from engine.server.system import system_status
-from engine.server.voices import SynthesizerCheck, UnknownVoice, VoiceProvider
 
 log = logging.getLogger(__name__)
 
@@ -174,12 +174,9 @@ class ServerContext:
     def __init__(self, engine: Any, config: ServerConfig):
         self.engine = engine
         self.config = config
-        self.voices = VoiceProvider(engine)
         self.slots = Slots(config.max_conversions)
         self.convert_executor = ThreadPoolExecutor(config.max_conversions, thread_name_prefix="autovoice-convert")
         self.stream_executor = ThreadPoolExecutor(config.max_streams, thread_name_prefix="autovoice-stream")
-        self.background = ThreadPoolExecutor(1, thread_name_prefix="autovoice-server")
-        self.synth = SynthesizerCheck(engine, self.background)
         self.metrics = Metrics(engine, self.is_ready)
         self.cancels: set[threading.Event] = set()  # of conversions running now; NB: event loop only
         self.stream_sessions = 0  # NB: touched only on the event loop
@@ -187,8 +184,11 @@ class ServerContext:
         self.route_paths: set[str] = set()
 
     def readiness(self) -> dict[str, bool]:
-        checks = readiness(self.engine.snapshot(), self.config.require_stream)
-        checks["synthesizer"] = self.synth.ready()
+        s = self.engine.snapshot()
+        checks = readiness(s, self.config.require_stream)
+        # The engine warms every voice up through the same Pipeline conversions and streams use, and
+        # checks what comes out, before it calls the voice loaded (Engine._warm_up).
+        checks["synthesizer"] = s.warmed_up
         return checks
 
     def is_ready(self) -> bool:
@@ -197,7 +197,7 @@ class ServerContext:
     def close(self) -> None:
         for cancel in list(self.cancels):
             cancel.set()
-        for ex in (self.convert_executor, self.stream_executor, self.background):
+        for ex in (self.convert_executor, self.stream_executor):
             ex.shutdown(wait=False, cancel_futures=True)
 
 
@@ -238,7 +238,6 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             while True:
                 try:
                     ctx.metrics.sync_live_blocks()
-                    ctx.synth.ready()  # starts the pipeline check as soon as a voice is warm
                 except Exception:  # noqa: BLE001 - telemetry must never stop the server
                     log.exception("server housekeeping failed")
                 await asyncio.sleep(0.5)
@@ -288,7 +287,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         checks = ctx.readiness()
         missing = [k for k, v in checks.items() if not v]
         s = engine.snapshot()
-        last_error = s.last_error or (ctx.synth.error if "synthesizer" in missing else None)
+        last_error = s.last_error
         body = {"status": "not_ready" if missing else "ready", "components": checks, "missing": missing,
                 "last_error": last_error}
         return JSONResponse(body, status_code=503 if missing else 200)
@@ -316,7 +315,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             "uptime_s": round(s.uptime_s, 3),
             "components": components,
             "not_implemented": list(NOT_IMPLEMENTED),
-            "last_error": s.last_error or ctx.synth.error,
+            "last_error": s.last_error,
             "system": system_status(accel),
         }
 
@@ -359,12 +358,6 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
                 raise RequestFailed(415, f"The 'file' part has type {file.content_type}; send audio "
                                          "(audio/wav, audio/flac, audio/ogg, audio/mpeg or application/octet-stream).",
                                     outcome="unsupported_media_type")
-            try:
-                info = ctx.voices.info(voice)
-            except UnknownVoice as exc:
-                raise RequestFailed(404, str(exc)) from None
-            except VoiceError as exc:
-                raise RequestFailed(422, str(exc)) from None
             overrides: dict[str, Any] = {}
             if params:
                 try:
@@ -373,13 +366,16 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
                     raise RequestFailed(422, str(exc)) from None
                 if not isinstance(overrides, dict):
                     raise RequestFailed(422, 'The form field \'params\' must be a JSON object, e.g. {"index_rate": 0.5}.')
+            # The form's names; the voice's own specs resolve them (transpose -> transpose_st, ...).
             if transpose is not None:
-                overrides["transpose_st"] = transpose
+                overrides["transpose"] = transpose
             if formant is not None:
-                overrides["formant_st"] = formant
+                overrides["formant"] = formant
             try:
-                values = ctx.voices.params(info, overrides)
-            except ConfigError as exc:
+                info, values = engine.params_for(voice, overrides)
+            except VoiceNotFound as exc:
+                raise RequestFailed(404, str(exc)) from None
+            except (VoiceError, ConfigError) as exc:
                 raise RequestFailed(422, str(exc)) from None
         except RequestFailed as exc:
             m.conversions.labels(exc.outcome).inc()
@@ -393,13 +389,11 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             return _error(429, f"The server is already converting {ctx.slots.n} file(s), its limit; retry in a moment.",
                           {"Retry-After": "1"})
         cancel = threading.Event()
-        chain = ctx.voices.chain()
 
         def job():
             m.conversions_in_flight.inc()
             try:
-                v = ctx.voices.voice(info, values)
-                return convert_upload(file.file, file.filename, v, values, chain, config.max_audio_s, cancel)
+                return convert_upload(file.file, file.filename, engine, info, values, config.max_audio_s, cancel)
             finally:
                 m.conversions_in_flight.dec()
 
@@ -509,10 +503,14 @@ def serve(args: Any) -> int:
     if weak:
         print(f"warning: {weak}", file=sys.stderr, flush=True)
     sock = bind_socket(host, port)
-    engine = Engine(load_default_voice=False)
+    # Headless runs never change saved settings: the voice, devices and values given here (and in
+    # requests) are for this run only, as with `autovoice convert`.
+    engine = Engine(load_default_voice=False, autosave=False)
     try:
         if engine.settings_warning:
             print(f"warning: {engine.settings_warning}", file=sys.stderr)
+        if getattr(args, "device", None):
+            engine.set_compute_device(args.device)
         loading = engine.load_voice(args.voice or engine.settings.voice)  # an unknown name fails here, at once
         if config.require_stream:
             loading.result()  # the device stream needs the voice
@@ -555,8 +553,6 @@ def serve(args: Any) -> int:
 
 
 def _ws_max_size(config: ServerConfig) -> int:
-    from engine.config import MAX_SAMPLE_RATE
-
     # The largest frame the stream accepts (2 channels of float32 at the highest rate), plus slack:
     # anything bigger is refused by the protocol layer before it is buffered.
     return int(config.stream_max_frame_s * MAX_SAMPLE_RATE * 2 * 4) + 4096

@@ -2,9 +2,9 @@
 
     multipart 'file' (spooled by the form parser, at most max_upload_bytes: see guard.py)
       -> private temp folder / upload<ext>      (the client's file name is never used as a path)
-      -> sf.info: not audio? 415;  longer than max_audio_s? 413
-      -> engine.offline decode_audio (truncated in any format, NaN, odd rate: 422; float peaks above
-         full scale normalised, X-AutoVoice-Input-Gain-dB says by how much) -> convert_signal (cancellable)
+      -> probe_audio: not audio? 415; truncated? 422; longer than max_audio_s? 413
+      -> decode_audio (truncated in any format, NaN, odd rate: 422; float peaks above full scale
+         normalised, X-AutoVoice-Input-Gain-dB says by how much) -> Engine.convert_audio (cancellable)
       -> WAV in memory, the input's rate, length and channel count
 
 The conversion runs on a small executor of its own (``max_conversions`` threads): a request that
@@ -27,12 +27,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import soundfile as sf
 
-from engine.config import ChainConfig
-from engine.errors import AudioFileError
-from engine.offline.convert import convert_signal
-from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
-from engine.offline.files import READ_EXTENSIONS, decode_audio, truncation
-from engine.voices.base import Voice
+from engine.api import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, READ_EXTENSIONS, Engine, VoiceInfo, decode_audio, probe_audio
+from engine.errors import AudioFileError, NotAudioError
 
 MAX_CHANNELS = 8
 ACCEPTED_PART_TYPES = ("application/octet-stream", "application/ogg")
@@ -47,9 +43,6 @@ class RequestFailed(Exception):
         self.message = message
         self.headers = headers or {}
         self.outcome = outcome
-
-
-UNKNOWN_LENGTH_FRAMES = 1 << 62  # libsndfile reports 2**63 - 1 frames for a stream without a length
 
 
 def part_type_ok(content_type: str | None) -> bool:
@@ -87,9 +80,9 @@ class Converted:
 def convert_upload(
     upload: BinaryIO,
     filename: str | None,
-    voice: Voice,
+    engine: Engine,
+    info: VoiceInfo,
     params: dict[str, Any],
-    chain: ChainConfig,
     max_audio_s: float,
     cancel: threading.Event,
 ) -> Converted:
@@ -105,43 +98,42 @@ def convert_upload(
         if path.stat().st_size == 0:
             raise RequestFailed(422, "The uploaded file is empty (0 bytes); send the audio in the 'file' field.")
         try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-            cut = truncation(path)
-            if cut is not None:  # audio, but cut short: say so rather than "not audio"
-                raise RequestFailed(422, f"'{shown}' is truncated: {cut}; copy or export the file again.") from None
+            head = probe_audio(path)
+        except NotAudioError:
             raise RequestFailed(
                 415, f"'{shown}' is not audio AutoVoice can decode; send WAV, FLAC, OGG or MP3.",
                 outcome="unsupported_media_type") from None
-        if info.frames >= UNKNOWN_LENGTH_FRAMES:
+        except AudioFileError as exc:  # audio, but cut short
+            raise RequestFailed(422, str(exc).replace(path.name, shown)) from None
+        if head.frames is None:
             raise RequestFailed(
                 422, f"'{shown}' does not state its length, so it cannot be checked against this server's limits; "
                 "re-encode it (e.g. with ffmpeg or sox) and send it again.")
-        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        if not MIN_SAMPLE_RATE <= head.sample_rate <= MAX_SAMPLE_RATE:
             raise RequestFailed(
-                422, f"'{shown}' has a sample rate of {info.samplerate} Hz; send {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz "
+                422, f"'{shown}' has a sample rate of {head.sample_rate} Hz; send {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz "
                 "(44100 or 48000 are typical).")
         # Decoded size, not upload size, is what costs memory: a tiny FLAC of 8-channel 192 kHz silence
         # decodes to gigabytes. Allow what max_audio_s of 48 kHz stereo would take.
         budget = int(max_audio_s * 48000 * 2)
-        if info.frames * info.channels > budget:
+        if head.frames * head.channels > budget:
             raise RequestFailed(
-                413, f"'{shown}' decodes to {info.frames * info.channels / 1e6:.0f} million samples "
-                f"({info.channels} channels at {info.samplerate} Hz), more than this server's limit of "
+                413, f"'{shown}' decodes to {head.frames * head.channels / 1e6:.0f} million samples "
+                f"({head.channels} channels at {head.sample_rate} Hz), more than this server's limit of "
                 f"{budget / 1e6:.0f} million; send it shorter, at 48 kHz or in stereo.", outcome="too_large")
-        if info.samplerate > 0 and info.frames / info.samplerate > max_audio_s:
+        if head.sample_rate > 0 and head.frames / head.sample_rate > max_audio_s:
             raise RequestFailed(
-                413, f"'{shown}' lasts {info.frames / info.samplerate:.0f} s, longer than this server's limit of "
+                413, f"'{shown}' lasts {head.frames / head.sample_rate:.0f} s, longer than this server's limit of "
                 f"{max_audio_s:g} s; split it into shorter files.", outcome="too_large")
-        if info.channels > MAX_CHANNELS:
-            raise RequestFailed(422, f"'{shown}' has {info.channels} channels; AutoVoice converts up to {MAX_CHANNELS}.")
+        if head.channels > MAX_CHANNELS:
+            raise RequestFailed(422, f"'{shown}' has {head.channels} channels; AutoVoice converts up to {MAX_CHANNELS}.")
         try:
             decoded = decode_audio(path)
         except AudioFileError as exc:
             raise RequestFailed(422, str(exc).replace(path.name, shown).replace(str(path), shown)) from None
     data, sr = decoded.samples, decoded.sample_rate
     mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
-    y = convert_signal(mono, sr, voice, params=params, chain=chain, cancel=cancel)
+    y = engine.convert_audio(mono, sr, info, params, cancel=cancel)
     buf = io.BytesIO()
     sf.write(buf, np.clip(np.repeat(y[:, None], data.shape[1], axis=1), -1.0, 1.0), sr, format="WAV", subtype="PCM_24")
     return Converted(buf.getvalue(), sr, data.shape[1], len(y), time.perf_counter() - t0, decoded.gain_db)

@@ -144,25 +144,19 @@ class Metrics:
                                 registry=r)
         r.register(EngineCollector(engine, ready))
         self._seen_blocks = 0
-        self._seen_worker: Any = None
 
     def sync_live_blocks(self) -> None:
         """Copy the live worker's block timings since the last call into the block compute histogram."""
-        w = self.engine.worker
-        n = int(w.blocks_processed)
-        if w is not self._seen_worker or n < self._seen_blocks:  # a restarted stream resets its counters
-            self._seen_worker, self._seen_blocks = w, 0
+        n, recent = self.engine.live_block_times()
+        if n < self._seen_blocks:  # a restarted stream resets its counters
+            self._seen_blocks = 0
         new = n - self._seen_blocks
         self._seen_blocks = n
         if new <= 0:
             return
-        try:
-            recent = list(w.compute_ms)  # NB: one C-level copy under the GIL; the worker appends concurrently
-        except RuntimeError:
-            return
         h = self.block_compute_seconds.labels("live")
         for ms in recent[-new:]:
-            h.observe(ms / 1000.0)
+            h.observe(float(ms) / 1000.0)
 
     def render(self) -> bytes:
         self.sync_live_blocks()

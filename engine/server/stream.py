@@ -39,73 +39,17 @@ from typing import Any
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from engine.config import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, ChainConfig
+from engine.api import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
 from engine.errors import AutoVoiceError
-from engine.pipeline import Pipeline, hop_for
 from engine.server import jsontext
-from engine.stream.hops import HopBridge
-from engine.voices.base import Voice
 
 log = logging.getLogger(__name__)
 
-BLOCK_MS = 10.0  # hop for voices without their own, as the live stream's default block
 DTYPES = {"float32": np.dtype("<f4"), "int16": np.dtype("<i2")}
 OPENING_KEYS = ("sample_rate", "channels", "dtype", "voice", "transpose", "formant", "params")
 OPENING_TIMEOUT_S = 10.0
 FAIL_SEND_TIMEOUT_S = 2.0  # for the error message and the close, once a session has failed
 _END = object()
-
-
-class StreamConverter:
-    """One session's streaming conversion; ``process`` and ``flush`` run on a worker thread."""
-
-    def __init__(self, voice: Voice, params: dict[str, Any], chain: ChainConfig, sample_rate: int):
-        sr_v = voice.sample_rate
-        hop = hop_for(voice, BLOCK_MS)
-        self.pipeline = Pipeline(voice, hop, chain=chain, params=params)
-        self.state = self.pipeline.init_state()
-        self.sample_rate = int(sample_rate)
-        # align_start: the voice's frames fall where offline conversion puts them (see HopBridge).
-        self.bridge = HopBridge(sample_rate, sr_v, hop, align_start=True)
-        # Content delay at the client's rate: the voice's look-ahead at sr_v, then the resampler
-        # out (see StreamResampler: a causal filter delay_samples late).
-        self.latency_samples = int(round((self.bridge.in_delay_samples + self.pipeline.latency_samples)
-                                         * sample_rate / sr_v + self.bridge.from_voice.delay_samples))
-        self._to_drop = self.latency_samples
-        self.samples_in = 0
-        self.samples_out = 0
-
-    def _run(self, mono: np.ndarray) -> np.ndarray:
-        x = self.bridge.hops(mono)
-        if len(x) == 0:
-            return np.zeros(0, dtype=np.float32)
-        y, self.state = self.pipeline.process(x, self.state)
-        out = self.bridge.back(y)
-        if self._to_drop:
-            k = min(self._to_drop, len(out))
-            out, self._to_drop = out[k:], self._to_drop - k
-        return out
-
-    def process(self, mono: np.ndarray) -> np.ndarray:
-        self.samples_in += len(mono)
-        out = self._run(mono)
-        # Never more than what came in (zero-padding in flush is the only source of extra samples).
-        out = out[: max(0, self.samples_in - self.samples_out)]
-        self.samples_out += len(out)
-        return out
-
-    def flush(self) -> np.ndarray:
-        """Push silence through until every input sample has its converted sample."""
-        parts = []
-        pad = np.zeros(self.latency_samples + 2 * self.pipeline.hop_samples + 64, dtype=np.float32)
-        for _ in range(64):  # bounded: each round yields about len(pad) samples
-            missing = self.samples_in - self.samples_out
-            if missing <= 0:
-                break
-            out = self._run(pad)[:missing]
-            self.samples_out += len(out)
-            parts.append(out)
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -144,7 +88,7 @@ class SessionError(Exception):
         self.message = message
 
 
-def parse_opening(text: str | None, provider: Any) -> tuple[StreamFormat, Any, dict[str, Any]]:
+def parse_opening(text: str | None, engine: Any) -> tuple[StreamFormat, Any, dict[str, Any]]:
     """(format, voice info, params) from the opening message, or SessionError(1003) in one sentence."""
     if text is None:
         raise SessionError(1003, "The first message must be JSON text describing the audio, e.g. "
@@ -171,15 +115,14 @@ def parse_opening(text: str | None, provider: Any) -> tuple[StreamFormat, Any, d
     if not isinstance(overrides, dict):
         raise SessionError(1003, "params must be a JSON object of voice settings, e.g. {\"transpose_st\": 2}.")
     overrides = dict(overrides)
-    for key, name in (("transpose", "transpose_st"), ("formant", "formant_st")):
+    for key in ("transpose", "formant"):  # the voice's specs resolve these names
         if msg.get(key) is not None:
-            overrides[name] = msg[key]
+            overrides[key] = msg[key]
     voice_name = msg.get("voice")
     if voice_name is not None and not isinstance(voice_name, str):
         raise SessionError(1003, f"voice must be a voice name (text), not {voice_name!r}.")
     try:
-        info = provider.info(voice_name)
-        params = provider.params(info, overrides)
+        info, params = engine.params_for(voice_name, overrides)
     except AutoVoiceError as exc:
         raise SessionError(1003, str(exc)) from None
     return StreamFormat(rate, int(channels), dtype), info, params
@@ -237,9 +180,8 @@ async def _session(ws: WebSocket, ctx: Any) -> str:
     cfg, m = ctx.config, ctx.metrics
     loop = asyncio.get_running_loop()
     opening = await _receive(ws, OPENING_TIMEOUT_S, "opening message")
-    fmt, info, params = parse_opening(opening.get("text"), ctx.voices)
-    voice = await loop.run_in_executor(ctx.stream_executor, ctx.voices.voice, info, params)
-    conv = StreamConverter(voice, params, ctx.voices.chain(), fmt.sample_rate)
+    fmt, info, params = parse_opening(opening.get("text"), ctx.engine)
+    conv = await loop.run_in_executor(ctx.stream_executor, ctx.engine.open_stream, info, params, fmt.sample_rate)
     max_frame = max(1, int(cfg.stream_max_frame_s * fmt.sample_rate))
     await ws.send_text(json.dumps({
         "type": "ready", "sample_rate": fmt.sample_rate, "channels": fmt.channels, "dtype": fmt.dtype,

@@ -147,7 +147,7 @@ def test_bad_uploads_get_one_json_sentence_and_the_server_stays_live(server):
     assert_error(convert(server, b"RIFF this is not a wav" * 50, "fake.wav", "audio/wav"), 415, "fake.wav", "decode")
     assert_error(convert(server, good, transpose=99), 422, "transpose", "between -24 and 24")
     assert_error(convert(server, good, transpose="abc"), 422, "transpose")
-    assert_error(convert(server, good, voice="robot", transpose=2), 422, "robot", "transpose_st")
+    assert_error(convert(server, good, voice="robot", transpose=2), 422, "robot", "transpose")
     assert_error(convert(server, good, params="[1, 2]"), 422, "params")
     assert_error(convert(server, good, voice="no-such-voice"), 404, "no voice called")
     assert_error(convert(server, b"", "empty.wav"), 422, "empty")
@@ -222,3 +222,25 @@ def test_a_burst_of_concurrent_conversions_is_bounded_and_leaves_the_server_live
     grown_mb = (max(rss[2:]) - rss[1]) / 1e6
     assert grown_mb < 40, f"RSS grew by {grown_mb:.0f} MB over bursts 2-3: {[round(v / 1e6) for v in rss]} MB"
     assert (rss[-1] - rss[0]) / 1e6 < 150, [round(v / 1e6) for v in rss]
+
+
+def test_serve_and_its_requests_never_change_saved_settings(tmp_path):
+    """Headless runs use their own values for that run only: a user's saved voice and values stay."""
+    from engine.api import Engine
+    from engine.settings import SettingsStore
+    from tests.server.helpers import server_env, start_server, wav_bytes
+
+    env = server_env(tmp_path)  # the same folders the autouse fixture gives this test's own Engine
+    e = Engine(load_default_voice=False)  # the user's desktop session: deeper at +1
+    e.load_voice("deeper", {"transpose": 1.0}).result()
+    e.close()
+    saved = SettingsStore(tmp_path / "config")
+    before = saved.path.read_bytes()
+    s = start_server(tmp_path, "--voice", "child", env=env)
+    try:
+        x = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)).astype(np.float32)
+        r = convert(s, wav_bytes(x, 16000), voice="giant", transpose=-3, params='{"formant": 1}')
+        assert r.status_code == 200, r.text
+    finally:
+        assert s.stop() == 0
+    assert saved.path.read_bytes() == before
