@@ -546,6 +546,91 @@ class Engine:
 
         return self._executor.submit(job)
 
+    # ------------------------------------------------------------------ songs (separate, convert, mix)
+    # NB: one self-contained block (issue 9); it only uses the public methods above and
+    # engine.offline.song / engine.separation, so it can move as a unit.
+    def song_models_dir(self) -> Path:
+        from engine.voices.registry import models_dir
+
+        return models_dir(self.data_dir)
+
+    def separators(self) -> list[dict[str, Any]]:
+        """The song separators, whether each can run here, and what to install where not."""
+        from engine.separation import describe_separators
+
+        return describe_separators(self.song_models_dir())
+
+    def fetch_separation_model(self, progress: Callable[[int, int | None], None] | None = None,
+                               url: str | None = None) -> Path:
+        """Download the htdemucs weights once into the models folder (SHA-256 checked)."""
+        from engine.separation import demucs
+
+        return demucs.fetch_weights(self.song_models_dir(), url=url or demucs.WEIGHTS_URL, progress=progress)
+
+    def song_cache_dir(self) -> Path:
+        from engine.settings import data_dir
+
+        return (self.data_dir or data_dir()) / "cache" / "stems"
+
+    def convert_songs(
+        self,
+        inputs: Iterable[str | Path],
+        output: str | Path,
+        voice: str | None = None,
+        params: dict[str, Any] | None = None,
+        options: Any = None,
+        progress: Callable[[int, Any], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
+    ) -> Future:
+        """Songs -> covers with a voice; Future of list[SongResult | AutoVoiceError].
+
+        ``inputs`` may hold folders (their audio files are taken); ``output`` is a file for one
+        song, else a folder. ``options`` is an engine.offline.song.SongOptions. ``progress(i,
+        StageProgress)``; ``on_result(i, result_or_error)`` as each song finishes, so one bad
+        file is reported and the others still run. Cancelling stops at the next check and writes
+        nothing for the song in progress.
+        """
+        from engine.offline.song import SongOptions, StemCache, convert_song, expand_song_inputs, song_output_path
+        from engine.separation import get_separator
+
+        options = (options or SongOptions()).validated()
+        songs = expand_song_inputs([Path(p) for p in inputs])
+        if not songs:
+            raise AutoVoiceError("No songs were given (a folder given had no audio files in it).")
+        out = Path(output)
+        many = len(songs) > 1
+        if many and out.exists() and not out.is_dir():
+            raise AutoVoiceError(f"With several songs, -o must be a folder, but '{out}' is a file.")
+        if many or str(out).endswith(("/", "\\")):
+            out.mkdir(parents=True, exist_ok=True)
+        name = voice or self.voice_name
+        info = get_info(name, self.data_dir)
+        merged = {**self.voice_params(name), **self.validate_params(info, params or {})}
+        chain = replace(self.settings.chain, bypass=False)
+        separator = get_separator(options.separator, self.song_models_dir())  # missing weights: one sentence now
+        cache = StemCache(self.song_cache_dir())
+
+        def job() -> list[Any]:
+            v = self.loaded_voice_for(name, merged) or load_voice(name, self.data_dir, merged)
+            results: list[Any] = []
+            for i, src in enumerate(songs):
+                if cancel is not None and cancel.is_set():
+                    break
+                try:
+                    r: Any = convert_song(src, song_output_path(src, out, name, many), v, name, merged, options,
+                                          separator, chain=chain, cache=cache,
+                                          progress=(lambda p, i=i: progress(i, p)) if progress else None,
+                                          cancel=cancel)
+                except AutoVoiceError as exc:
+                    r = exc
+                results.append(r)
+                if on_result:
+                    on_result(i, r)
+            return results
+
+        return self._executor.submit(job)
+
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         try:
