@@ -567,6 +567,19 @@ class Engine:
 
         return demucs.fetch_weights(self.song_models_dir(), url=url or demucs.WEIGHTS_URL, progress=progress)
 
+    def song_notes(self, options: Any) -> list[str]:
+        """Sentences to show before converting songs with ``options`` (key warning, separator fallback)."""
+        from engine.offline.song import transpose_warning
+        from engine.separation import describe_separators
+
+        notes = [transpose_warning(options.transpose_st)]
+        if options.separator == "auto":
+            demucs_info = describe_separators(self.song_models_dir())[0]
+            if not demucs_info["available"]:
+                notes.append("Using the stereo separator, which needs no download but is less clean; "
+                             + demucs_info["note"][:1].lower() + demucs_info["note"][1:])
+        return [n for n in notes if n]
+
     def song_cache_dir(self) -> Path:
         from engine.settings import data_dir
 
@@ -623,7 +636,8 @@ class Engine:
                                           progress=(lambda p, i=i: progress(i, p)) if progress else None,
                                           cancel=cancel)
                 except AutoVoiceError as exc:
-                    r = exc
+                    # Name the song: in a batch, "this song is mono" alone would not say which.
+                    r = exc if src.name in str(exc) else type(exc)(f"{src.name}: {exc}")
                 results.append(r)
                 if on_result:
                     on_result(i, r)

@@ -59,7 +59,7 @@ def weights_path(models_dir: Path | None = None) -> Path:
 def missing_weights_message(models_dir: Path | None = None) -> str:
     folder = _models_dir(models_dir)
     return (f"The {WHAT} {WEIGHTS_FILE} is not installed: run 'autovoice song --fetch-model' on a machine "
-            f"with internet (it downloads {WEIGHTS_URL}, 80 MB, and checks its SHA-256), or copy the file "
+            f"with internet (it downloads {WEIGHTS_URL} and checks its SHA-256), or copy the file "
             f"you have into {folder}.")
 
 
