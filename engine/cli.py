@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, metavar="N", help="WebSocket stream sessions at once (default 4)")
     p.add_argument("--stream-idle-timeout-s", type=float, metavar="S",
                    help="close a stream session idle this long (default 60)")
+    p.add_argument("--max-jobs", type=int, metavar="N", help="song jobs queued or running at once; more get 429 (default 8)")
+    p.add_argument("--max-results-mb", type=float, metavar="MB", help="disk kept jobs may use; then 429 (default 2048)")
+    p.add_argument("--keep-results-h", type=float, metavar="H", help="finished song jobs are deleted after H hours (default 24)")
+    p.add_argument("--max-job-upload-mb", type=float, metavar="MB", help="largest song upload for a job (default 200)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
                    help="server log level; 'info' also logs every request (default warning)")
 

@@ -217,7 +217,7 @@ def _validation_sentence(exc: RequestValidationError) -> str:
 
 
 # ---------------------------------------------------------------------- the app
-def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
+def create_app(engine: Any, config: ServerConfig | None = None, job_limits: Any = None) -> FastAPI:
     """The ASGI app over ``engine`` (an engine.api.Engine; the caller owns and closes it)."""
     config = (config or ServerConfig()).validated()
     ctx = ServerContext(engine, config)
@@ -423,6 +423,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def stream(websocket: WebSocket):
         await run_session(websocket, ctx)
 
+    from engine.server.jobs import add_job_routes  # song jobs (issue 9), routes in their own file
+
+    add_job_routes(app, ctx, job_limits)
     ctx.route_paths = {getattr(r, "path", "") for r in app.routes}
 
     def openapi() -> dict:
@@ -487,7 +490,9 @@ def serve(args: Any) -> int:
                                         ("block_ms", getattr(args, "block_ms", None)),
                                         ("prefill_ms", getattr(args, "prefill_ms", None))) if v is not None}
             engine.start(args.input, args.output, args.monitor, **audio)
-        app = create_app(engine, config)
+        from engine.server.jobs import job_limits_from_args
+
+        app = create_app(engine, config, job_limits=job_limits_from_args(args))
         bound = sock.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         print(f"AutoVoice {__version__} listening on http://{shown}:{bound[1]} "
