@@ -45,12 +45,13 @@ def quality(singing: Path, demucs_weights: Path | None) -> None:
         separators["htdemucs"] = DemucsSeparator.from_file(demucs_weights)
     print("separation quality (dB; higher is better; baseline = the mixture itself as the estimate)")
     print(f"{'clip':<32} {'separator':<10} {'voc SDR':>8} {'voc SI-SDR':>10} {'acc SDR':>8} {'acc SI-SDR':>10}")
-    for name, seconds in CLIPS:
+    for (name, seconds), wet in [(c, w) for c in CLIPS for w in (None, -10.0)]:
         path = singing / name
         if not path.is_file():
             print(f"{name}: not found in {singing}; skipped")
             continue
-        mix, voc, acc = known_mix(path, 44100, seconds)
+        mix, voc, acc = known_mix(path, 44100, seconds, vocal_reverb_db=wet)
+        name = name.replace(".wav", "") + (" dry" if wet is None else f" +reverb {wet:g} dB")
         rows = [("mixture", mix, mix)]
         for sname, sep in separators.items():
             st = sep.separate(mix, 44100)

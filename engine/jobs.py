@@ -183,6 +183,9 @@ class JobManager:
             raise ConfigError("A job cannot name a stems folder; ask for stems with stems=true and download them.")
         name = voice or self.engine.voice_name or self.engine.settings.voice
         info = get_info(name, self.engine.data_dir)  # unknown voice: VoiceError
+        for sep in self.engine.separators():
+            if sep["name"] == options.separator and not sep["available"]:
+                raise ConfigError(sep["note"])  # refused now, not after the job has waited in the queue
         clean = self.engine.validate_params(info, params)
         active = self.counts()
         if active["queued"] + active["running"] >= self.limits.max_jobs:

@@ -76,3 +76,27 @@ def test_song_without_inputs_or_output_is_one_sentence(tmp_path):
     assert proc.returncode == 1 and "-o" in proc.stderr
     proc = autovoice("song", SONG, "-o", tmp_path / "x.wav", "--separator", "htdemucs")
     assert proc.returncode == 1 and "955717e8-8726e21a.th" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_cover_in_an_rvc_voice(tmp_path):
+    import pytest
+
+    pytest.importorskip("torch")
+    from tests.rvc.helpers_frontend import tiny_fairseq_hubert_checkpoint, tiny_hubert_config
+    from tests.rvc.tiny_models import write_tiny_pth
+
+    pth = write_tiny_pth(tmp_path / "tiny.pth", "v1", True, 32000, seed=2)
+    assert autovoice("voices", "import", pth).returncode == 0
+    models = tmp_path / "data" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    tiny_fairseq_hubert_checkpoint(models / "hubert_base.pt", tiny_hubert_config(final_dim=256))
+    x, sr = sf.read(SONG, dtype="float32", always_2d=True)
+    src = tmp_path / "dream.wav"
+    sf.write(src, x[: 3 * sr], sr)
+    out = tmp_path / "dream_tiny.wav"
+    proc = autovoice("song", src, "-o", out, "--voice", "tiny", "--transpose", "12", "--separator", "stereo",
+                     "--param", "f0_method=dsp", "--param", "block_ms=300", "--param", "extra_ms=400")
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: --transpose" not in proc.stderr  # an octave keeps the key
+    y, sr_y = sf.read(out, always_2d=True)
+    assert y.shape == (3 * sr, 2) and sr_y == sr and np.all(np.isfinite(y)) and np.max(np.abs(y)) < 1.0

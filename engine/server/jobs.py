@@ -119,7 +119,18 @@ def add_job_routes(app: FastAPI, ctx: Any, limits: JobLimits | None = None) -> J
               description="multipart/form-data: `file` (the song: WAV, FLAC, OGG or MP3), and optionally `voice`, "
                           "`params` (JSON object of voice settings), `transpose` (vocals only, semitones), `key` "
                           "(whole song), `vocals_db`, `accomp_db`, `separator` (auto, htdemucs, stereo), `stems` "
-                          "(true to keep the stems). Answers 202 with the job; poll its URL.")
+                          "(true to keep the stems). Answers 202 with the job; poll its URL.",
+              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                  "type": "object", "required": ["file"], "properties": {
+                      "file": {"type": "string", "format": "binary"}, "voice": {"type": "string"},
+                      "params": {"type": "string", "description": "JSON object of voice settings"},
+                      "transpose": {"type": "number"}, "key": {"type": "number"}, "vocals_db": {"type": "number"},
+                      "accomp_db": {"type": "number"}, "separator": {"type": "string", "enum": ["auto", "htdemucs", "stereo"]},
+                      "stems": {"type": "boolean"}}}}}},
+                  "responses": {str(c): {"description": d} for c, d in (
+                      (404, "Unknown voice."), (411, "No Content-Length."), (413, "Upload or song too long."),
+                      (415, "Not multipart, or not audio."), (422, "A bad option."),
+                      (429, "Too many jobs, or too much kept on disk."))}})
     async def submit(request: Request):
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):

@@ -100,11 +100,31 @@ def band(n: int, sample_rate: int, seed: int = 0, bpm: float = 96.0) -> np.ndarr
     return out.astype(np.float32)
 
 
+def stereo_reverb(x: np.ndarray, sample_rate: int, wet_db: float, t60_s: float = 1.2, seed: int = 1) -> np.ndarray:
+    """(n, 2): ``x`` dry in the centre plus a decorrelated stereo tail ``wet_db`` below it (a plate/hall send)."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    m = int(t60_s * sample_rate)
+    decay = np.exp(-6.9 * np.arange(m) / m)
+    tails = [fftconvolve(x, rng.standard_normal(m) * decay)[: len(x)] for _ in range(2)]
+    wet = np.stack(tails, axis=1)
+    wet *= (_rms(x) / _rms(wet)) * 10 ** (wet_db / 20)
+    return np.stack([x, x], axis=1) + wet
+
+
 def known_mix(vocals_path: Path, sample_rate: int = 44100, seconds: float | None = None,
-              accompaniment_db: float = 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mix, vocals, accompaniment), each (n, 2); the band ``accompaniment_db`` louder than the voice."""
+              accompaniment_db: float = 3.0, seed: int = 0,
+              vocal_reverb_db: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mix, vocals, accompaniment), each (n, 2); the band ``accompaniment_db`` louder than the voice.
+
+    ``vocal_reverb_db``: the voice also gets a stereo reverb that much below the dry voice; the
+    vocal stem then includes it (as a multitrack's vocal stem includes its effects)."""
     v = load_vocals(vocals_path, sample_rate, seconds)
-    vocals = pan(v, 0.0) / np.sqrt(2.0)  # centre: the same signal in both channels
+    if vocal_reverb_db is None:
+        vocals = pan(v, 0.0) / np.sqrt(2.0)  # centre: the same signal in both channels
+    else:
+        vocals = stereo_reverb(v, sample_rate, vocal_reverb_db)
     acc = band(len(v), sample_rate, seed=seed)
     acc *= (_rms(vocals) / _rms(acc)) * 10 ** (accompaniment_db / 20)
     mix = vocals + acc

@@ -102,6 +102,8 @@ def test_bad_requests_get_one_sentence_each(tmp_path):
         assert r.status_code == 404 and "no voice" in r.json()["error"]
         r = submit(server, data, key=30)
         assert r.status_code == 422 and "--key" in r.json()["error"]
+        r = submit(server, data, separator="htdemucs")
+        assert r.status_code == 422 and "955717e8-8726e21a.th" in r.json()["error"]
         r = submit(server, data, params="[1, 2]")
         assert r.status_code == 422 and "JSON object" in r.json()["error"]
         long_song, _, _ = song_bytes(seconds=5.0)

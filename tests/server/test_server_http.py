@@ -92,9 +92,12 @@ def test_metrics_are_prometheus_text_and_count_what_happened(server):
 def test_openapi_documents_exactly_what_is_served(server):
     spec = server.get("/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    jobs = {("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/{job_id}"),
+            ("GET", "/api/v1/jobs/{job_id}/result"), ("GET", "/api/v1/jobs/{job_id}/stems/{stem}"),
+            ("DELETE", "/api/v1/jobs/{job_id}")}  # song jobs: tests/server/test_jobs.py
     assert documented == {("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics"),
-                          ("GET", "/api/v1/voices"), ("POST", "/api/v1/convert")}
-    for _method, path in documented - {("POST", "/api/v1/convert")}:
+                          ("GET", "/api/v1/voices"), ("POST", "/api/v1/convert")} | jobs
+    for _method, path in documented - {("POST", "/api/v1/convert")} - (jobs - {("GET", "/api/v1/jobs")}):
         assert server.get(path).status_code == 200, path
     op = spec["paths"]["/api/v1/convert"]["post"]
     assert set(op["responses"]) >= {"200", "401", "404", "413", "415", "422", "429", "503"}
