@@ -44,7 +44,7 @@ def quality(singing: Path, demucs_weights: Path | None) -> None:
 
         separators["htdemucs"] = DemucsSeparator.from_file(demucs_weights)
     print("separation quality (dB; higher is better; baseline = the mixture itself as the estimate)")
-    print(f"{'clip':<32} {'separator':<10} {'voc SDR':>8} {'voc SI-SDR':>10} {'acc SDR':>8} {'acc SI-SDR':>10}")
+    print(f"{'clip':<40} {'separator':<10} {'voc SDR':>8} {'voc SI-SDR':>10} {'acc SDR':>8} {'acc SI-SDR':>10}")
     for (name, seconds), wet in [(c, w) for c in CLIPS for w in (None, -10.0)]:
         path = singing / name
         if not path.is_file():
@@ -57,7 +57,7 @@ def quality(singing: Path, demucs_weights: Path | None) -> None:
             st = sep.separate(mix, 44100)
             rows.append((sname, st.vocals, st.accompaniment))
         for sname, v, a in rows:
-            print(f"{name[:32]:<32} {sname:<10} {sdr_db(voc, v):8.2f} {si_sdr_db(voc, v):10.2f} "
+            print(f"{name[:40]:<40} {sname:<10} {sdr_db(voc, v):8.2f} {si_sdr_db(voc, v):10.2f} "
                   f"{sdr_db(acc, a):8.2f} {si_sdr_db(acc, a):10.2f}")
     if demucs_weights is None:
         print("htdemucs: not measured (no weight file given: --demucs-weights PATH)")
