@@ -167,3 +167,18 @@ def test_key_shift_of_a_chord_moves_every_note():
     old = (freqs > 219) & (freqs < 221)
     new = (freqs > 246) & (freqs < 248)
     assert spec[old].max() < 0.05 * spec[new].max()
+
+
+def test_the_limiter_touches_only_the_peaks():
+    from engine.offline.song import PEAK_CEILING, limit_peaks
+
+    sr = 44100
+    t = np.arange(sr) / sr
+    x = np.stack([0.5 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1).astype(np.float32)
+    x[sr // 2: sr // 2 + 40] += 0.9  # one loud click
+    y, gain_db = limit_peaks(x, sr)
+    assert np.max(np.abs(y)) <= PEAK_CEILING and gain_db < -3.0
+    far = np.r_[0: sr // 4, 3 * sr // 4: sr]
+    assert np.array_equal(y[far], x[far])  # away from the click nothing changed
+    quiet, g0 = limit_peaks(x * 0.5, sr)
+    assert g0 == 0.0 and np.array_equal(quiet, x * 0.5)

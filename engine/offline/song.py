@@ -7,8 +7,8 @@
       |                  PSOLA shifter first for a voice without a transpose setting
       |-- convert -----> mono vocals -> voice -> re-panned with each channel's vocal level
       '-- mix ---------> converted vocals at the original vocals' loudness (ITU-R BS.1770,
-                         pyloudnorm) + --vocals-db, accompaniment + --accomp-db, summed; if the
-                         sum would clip, the whole mix is turned down (never clipped)
+                         pyloudnorm) + --vocals-db, accompaniment + --accomp-db, summed; peaks
+                         that would pass -0.3 dBFS go through a 5 ms look-ahead limiter (never clipped)
     -> (n, ch) at sr: the song's length, rate and channel count
 
 Nothing is written until every stage has finished, and then atomically (engine.offline.files),
@@ -114,7 +114,7 @@ class SongResult:
     warnings: list[str]
     stage_seconds: dict[str, float]
     vocals_match_db: float  # gain applied to the converted vocals to match the original's loudness
-    mix_gain_db: float  # <= 0: how far the whole mix was turned down to stay below full scale
+    mix_gain_db: float  # <= 0: the deepest gain reduction the peak limiter applied
     elapsed_s: float = 0.0
 
 
@@ -235,6 +235,32 @@ def shift_polyphonic(x: np.ndarray, sample_rate: int, semitones: float) -> np.nd
 
 def _fit1(y: np.ndarray, n: int) -> np.ndarray:
     return y[:n] if len(y) >= n else np.concatenate([y, np.zeros(n - len(y), y.dtype)])
+
+
+LIMITER_WINDOW_MS = 5.0  # attack = release = this; short enough to touch only the peaks
+
+
+def limit_peaks(x: np.ndarray, sample_rate: int, ceiling: float = PEAK_CEILING) -> tuple[np.ndarray, float]:
+    """A look-ahead peak limiter on (n, ch): returns (y, deepest gain in dB); |y| <= ceiling everywhere.
+
+    Per sample the gain that would just reach the ceiling, r = min(1, ceiling / max|x|), is
+    spread by a minimum filter of W+1 samples and smoothed by a W+1-sample moving average, both
+    centred: every value averaged around n is a minimum over a window containing n, so g[n] <= r[n]
+    (never over the ceiling), and the gain glides down and up over W instead of jumping. Unlike
+    turning the whole song down, only the few milliseconds around each peak change.
+    """
+    from scipy.ndimage import minimum_filter1d, uniform_filter1d
+
+    peak = np.max(np.abs(x), axis=1) if x.ndim == 2 else np.abs(x)
+    if peak.size == 0 or float(peak.max()) <= ceiling:
+        return x, 0.0
+    r = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
+    w = max(1, int(sample_rate * LIMITER_WINDOW_MS / 1000))
+    spread = minimum_filter1d(r, size=2 * w + 1, mode="nearest")
+    g = uniform_filter1d(spread, size=2 * w + 1, mode="nearest")
+    g = np.minimum(g, r)  # float rounding in the moving average must not leave a sample over
+    y = (x * (g[:, None] if x.ndim == 2 else g)).astype(np.float32)
+    return y, float(_db(float(g.min())))
 
 
 def integrated_lufs(x: np.ndarray, sample_rate: int) -> float:
@@ -399,13 +425,10 @@ def convert_song(
         new_vocals = new_vocals * np.float32(10 ** ((match_db + options.vocals_db) / 20))
         accomp_out = accomp * np.float32(10 ** (options.accomp_db / 20))
         mix = new_vocals + accomp_out
-        peak = float(np.max(np.abs(mix))) if mix.size else 0.0
-        mix_gain_db = 0.0
-        if peak > PEAK_CEILING:
-            g = PEAK_CEILING / peak
-            mix_gain_db = float(_db(g))
-            mix = mix * np.float32(g)
-            warnings.append(f"The mix was turned down {-mix_gain_db:.1f} dB so that it does not clip.")
+        mix, mix_gain_db = limit_peaks(mix, sr)
+        if mix_gain_db < -0.05:
+            warnings.append(f"Peaks of the mix were limited (by up to {-mix_gain_db:.1f} dB, for a few ms each) so "
+                            "that it does not clip.")
         stages.check()
         written: dict[str, str] = {}
         if stems_dir is not None:
