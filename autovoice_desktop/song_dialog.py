@@ -174,7 +174,9 @@ class SongDialog(QDialog):
             notes = self.engine.song_notes(self.options())
         except AutoVoiceError as exc:
             notes = [str(exc)]
-        self.key_note.setText("\n".join(notes))
+        # The engine words them for the command line; here the same controls have these names.
+        text = "\n".join(notes).replace("--transpose", "Transpose vocals").replace("--key", "Key")
+        self.key_note.setText(text.replace("autovoice song --fetch-model", "autovoice song --fetch-model (in a terminal)"))
 
     def _default_output(self) -> Path:
         saved = self.controller.gui_settings().get("song_output_dir")

@@ -182,3 +182,10 @@ def test_the_limiter_touches_only_the_peaks():
     assert np.array_equal(y[far], x[far])  # away from the click nothing changed
     quiet, g0 = limit_peaks(x * 0.5, sr)
     assert g0 == 0.0 and np.array_equal(quiet, x * 0.5)
+
+
+def test_a_song_over_the_limit_is_refused_from_its_header(engine, tmp_path):
+    long = tmp_path / "long.flac"
+    sf.write(long, np.zeros((44100 * 30, 2), np.float32) + 0.01, 44100)
+    [r] = run(engine, [long], tmp_path / "x.wav", options=SongOptions(separator="stereo", max_duration_s=10.0))
+    assert isinstance(r, AudioFileError) and "0.5 minutes long" in str(r) and "long.flac" in str(r)

@@ -327,6 +327,19 @@ def check_song(data: np.ndarray, sr: int, name: str, max_duration_s: float) -> N
                              "itself, not an empty export.")
 
 
+def _check_length_before_decoding(src: Path, max_duration_s: float) -> None:
+    """Refuse a song that is too long from its header, before decoding hours of audio into memory."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(src))
+    except Exception:  # noqa: BLE001 - unreadable: read_audio says why in one sentence
+        return
+    if 0 < info.frames < 2**62 and info.duration > max_duration_s:
+        raise AudioFileError(f"'{src.name}' is {info.duration / 60:.1f} minutes long, over the {max_duration_s / 60:g}-minute "
+                             "limit for one song; cut it into parts or raise the limit.")
+
+
 def stem_paths(src: Path, stems_dir: Path, voice_name: str) -> dict[str, Path]:
     return {"vocals": stems_dir / f"{src.stem}_vocals.wav",
             "converted_vocals": stems_dir / f"{src.stem}_vocals_{voice_name}.wav",
@@ -356,6 +369,7 @@ def convert_song(
     stems_dir = Path(options.stems_dir) if options.stems_dir else None
     if stems_dir is not None:
         stems_dir.mkdir(parents=True, exist_ok=True)
+    _check_length_before_decoding(src, options.max_duration_s)
     data, sr = read_audio(src)
     check_song(data, sr, src.name, options.max_duration_s)
     n, ch = data.shape
