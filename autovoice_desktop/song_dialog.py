@@ -32,6 +32,8 @@ class _Relay(QObject):
     progress = Signal(int, object)  # song index, StageProgress
     result = Signal(int, object)  # song index, SongResult | AutoVoiceError
     finished = Signal(object)  # list of results, or an exception
+    fetch_progress = Signal(object, object)  # bytes done, bytes total or None
+    fetch_done = Signal(object)  # Path of the installed model, or an AutoVoiceError
 
 
 class SongDialog(QDialog):
@@ -51,6 +53,10 @@ class SongDialog(QDialog):
         self.relay.progress.connect(self._progress)
         self.relay.result.connect(self._result)
         self.relay.finished.connect(self._finished)
+        self.relay.fetch_progress.connect(self._fetch_progress)
+        self.relay.fetch_done.connect(self._fetch_done)
+        self.model_url: str | None = None  # None: the official htdemucs file (tests point these at a mirror)
+        self.model_sha256: str | None = None
         self.resize(980, 520)
 
         # -- options (the same as `autovoice song`)
@@ -64,11 +70,10 @@ class SongDialog(QDialog):
         self.vocals_db = self._spin(-40, 20, 0.5, " dB", "Vocal level; 0 = the loudness of the original vocals.")
         self.accomp_db = self._spin(-40, 20, 0.5, " dB", "Accompaniment level change.")
         self.separator_combo = QComboBox()
-        for info in [{"name": "auto", "available": True, "note": None}] + self.engine.separators():
-            label = info["name"] + ("" if info["available"] else " (not installed)")
-            self.separator_combo.addItem(label, info["name"])
-            if info.get("note"):
-                self.separator_combo.setItemData(self.separator_combo.count() - 1, info["note"], Qt.ToolTipRole)
+        self.fetch_button = QPushButton("Download the htdemucs model\u2026")
+        self.fetch_button.setToolTip("Fetch the Demucs htdemucs separation model once (needs internet; SHA-256 checked).")
+        self.fetch_button.clicked.connect(self.fetch_model)
+        self._fill_separators()
         self.stems_check = QCheckBox("Also write the stems (vocals, converted vocals, accompaniment) into a 'stems' folder")
         self.key_note = QLabel("")
         self.key_note.setObjectName("keyNote")
@@ -85,7 +90,10 @@ class SongDialog(QDialog):
             row.addWidget(w)
         row.addStretch(1)
         form.addRow("Pitch and levels:", row)
-        form.addRow("Separator:", self.separator_combo)
+        sep_row = QHBoxLayout()
+        sep_row.addWidget(self.separator_combo, 1)
+        sep_row.addWidget(self.fetch_button)
+        form.addRow("Separator:", sep_row)
         form.addRow("", self.stems_check)
 
         # -- songs
@@ -159,6 +167,47 @@ class SongDialog(QDialog):
         s.setSuffix(suffix)
         s.setToolTip(tip)
         return s
+
+    def _fill_separators(self) -> None:
+        chosen = self.separator_combo.currentData() or "auto"
+        self.separator_combo.blockSignals(True)
+        self.separator_combo.clear()
+        infos = self.engine.separators()
+        for info in [{"name": "auto", "available": True, "note": None}] + infos:
+            label = info["name"] + ("" if info["available"] else " (not installed)")
+            self.separator_combo.addItem(label, info["name"])
+            if info.get("note"):
+                self.separator_combo.setItemData(self.separator_combo.count() - 1, info["note"], Qt.ToolTipRole)
+        self.separator_combo.setCurrentIndex(max(0, self.separator_combo.findData(chosen)))
+        self.separator_combo.blockSignals(False)
+        self.fetch_button.setVisible(not next(i["available"] for i in infos if i["name"] == "htdemucs"))
+
+    def fetch_model(self) -> None:
+        self.fetch_button.setEnabled(False)
+        relay, url, sha = self.relay, self.model_url, self.model_sha256
+
+        def work() -> None:  # NB: a plain thread; it only emits queued signals
+            try:
+                relay.fetch_done.emit(self.engine.fetch_separation_model(
+                    progress=lambda d, t: relay.fetch_progress.emit(d, t), url=url, sha256=sha))
+            except AutoVoiceError as exc:
+                relay.fetch_done.emit(exc)
+
+        threading.Thread(target=work, name="autovoice-fetch-model", daemon=True).start()
+        self.message.setText("Downloading the htdemucs model\u2026")
+
+    def _fetch_progress(self, done: int, total) -> None:
+        shown = f"{100 * done / total:.0f}% of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB"
+        self.message.setText(f"Downloading the htdemucs model: {shown}")
+
+    def _fetch_done(self, result) -> None:
+        self.fetch_button.setEnabled(True)
+        if isinstance(result, AutoVoiceError):
+            self.message.setText(str(result))
+            return
+        self._fill_separators()
+        self._update_notes()
+        self.message.setText(f"The htdemucs model is installed ({result}); 'auto' now uses it.")
 
     # ------------------------------------------------------------------ options
     def options(self):
@@ -270,7 +319,7 @@ class SongDialog(QDialog):
         self.convert_button.setEnabled(not running and bool(self.songs))
         self.cancel_button.setEnabled(running)
         for w in (self.add_button, self.remove_button, self.output_edit, self.voice_combo, self.transpose, self.key,
-                  self.vocals_db, self.accomp_db, self.separator_combo, self.stems_check):
+                  self.vocals_db, self.accomp_db, self.separator_combo, self.stems_check, self.fetch_button):
             w.setEnabled(not running)
 
     def _progress(self, index: int, p) -> None:

@@ -561,11 +561,13 @@ class Engine:
         return describe_separators(self.song_models_dir())
 
     def fetch_separation_model(self, progress: Callable[[int, int | None], None] | None = None,
-                               url: str | None = None) -> Path:
-        """Download the htdemucs weights once into the models folder (SHA-256 checked)."""
+                               url: str | None = None, sha256: str | None = None) -> Path:
+        """Download the htdemucs weights once into the models folder (SHA-256 checked); blocks, so
+        call it off the GUI thread. ``url``/``sha256`` default to the official file (tests use a mirror)."""
         from engine.separation import demucs
 
-        return demucs.fetch_weights(self.song_models_dir(), url=url or demucs.WEIGHTS_URL, progress=progress)
+        return demucs.fetch_weights(self.song_models_dir(), url=url or demucs.WEIGHTS_URL,
+                                    sha256=sha256 or demucs.WEIGHTS_SHA256, progress=progress)
 
     def song_notes(self, options: Any) -> list[str]:
         """Sentences to show before converting songs with ``options`` (key warning, separator fallback)."""
