@@ -43,6 +43,8 @@ def test_loads_into_the_real_class_with_the_same_weights(tiny_file):
     got = model.state_dict()
     assert all(np.array_equal(ref[k].numpy(), got[k].numpy()) for k in ref)
     assert float(model.segment) == pytest.approx(7.8)
+    # not the published file: used, and the user is told
+    assert "not the published htdemucs file" in demucs.DemucsSeparator.from_file(tiny_file).note
 
 
 def test_separates_a_real_song_into_stems_that_sum_to_it(tiny_file):
