@@ -211,7 +211,7 @@ class SongDialog(QDialog):
 
     # ------------------------------------------------------------------ options
     def options(self):
-        from engine.offline.song import SongOptions
+        from engine.api import SongOptions
 
         stems = str(Path(self.output_edit.text()).expanduser() / "stems") if self.stems_check.isChecked() else None
         return SongOptions(transpose_st=self.transpose.value(), key_st=self.key.value(),

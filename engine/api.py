@@ -26,6 +26,9 @@ from engine.errors import AutoVoiceError, ConfigError, DeviceError, VoiceError
 from engine.health.snapshot import HealthSnapshot
 from engine.io.devices import DeviceInfo, list_devices, resolve_device
 from engine.offline.convert import ConvertResult, convert_file, output_path_for
+# Song covers (issue 9): what the fronts (CLI, GUI, server) need, through this one door.
+from engine.jobs import STATES as JOB_STATES, JobError, JobLimits, JobManager  # noqa: F401
+from engine.offline.song import STAGES as SONG_STAGES, SongOptions, SongResult, StageProgress  # noqa: F401
 from engine.pipeline import Pipeline, hop_for
 from engine.settings import SettingsStore
 from engine.stream.realtime import RealtimeStream
@@ -565,8 +568,9 @@ class Engine:
         """Download the htdemucs weights once into the models folder (SHA-256 checked); blocks, so
         call it off the GUI thread. ``url``/``sha256`` default to the official file (tests use a mirror)."""
         from engine.separation import demucs
+        from engine.voices.rvc.assets import download_asset
 
-        return demucs.fetch_weights(self.song_models_dir(), url=url or demucs.WEIGHTS_URL,
+        return demucs.fetch_weights(self.song_models_dir(), download_asset, url=url or demucs.WEIGHTS_URL,
                                     sha256=sha256 or demucs.WEIGHTS_SHA256, progress=progress)
 
     def song_notes(self, options: Any) -> list[str]:
@@ -581,6 +585,25 @@ class Engine:
                 notes.append("Using the stereo separator, which needs no download but is less clean; "
                              + demucs_info["note"][:1].lower() + demucs_info["note"][1:])
         return [n for n in notes if n]
+
+    def _song_separator(self, name: str):
+        """The separator for ``name``, kept between calls (loading htdemucs takes seconds) until its
+        weight file changes."""
+        from engine.separation import demucs, get_separator
+
+        weights = demucs.weights_path(self.song_models_dir())
+        try:
+            stamp = (weights.stat().st_mtime_ns, weights.stat().st_size)
+        except OSError:
+            stamp = None
+        key = (name, str(weights), stamp)
+        # NB: several threads may ask at once; the worst case is loading the model twice.
+        cached = getattr(self, "_song_separator_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        sep = get_separator(name, self.song_models_dir())
+        self._song_separator_cache = (key, sep)
+        return sep
 
     def song_cache_dir(self) -> Path:
         from engine.settings import data_dir
@@ -607,7 +630,6 @@ class Engine:
         nothing for the song in progress.
         """
         from engine.offline.song import SongOptions, StemCache, convert_song, expand_song_inputs, song_output_path
-        from engine.separation import get_separator
 
         options = (options or SongOptions()).validated()
         songs = expand_song_inputs([Path(p) for p in inputs])
@@ -623,7 +645,7 @@ class Engine:
         info = get_info(name, self.data_dir)
         merged = {**self.voice_params(name), **self.validate_params(info, params or {})}
         chain = replace(self.settings.chain, bypass=False)
-        separator = get_separator(options.separator, self.song_models_dir())  # missing weights: one sentence now
+        separator = self._song_separator(options.separator)  # missing weights: one sentence now
         cache = StemCache(self.song_cache_dir())
 
         def job() -> list[Any]:

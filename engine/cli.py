@@ -301,7 +301,7 @@ def _add_song_parser(sub) -> None:
 
 def _cmd_song(args: argparse.Namespace) -> int:
     from engine.api import Engine
-    from engine.offline.song import STAGES, SongOptions
+    from engine.api import SONG_STAGES as STAGES, SongOptions
 
     engine = Engine(load_default_voice=False)
     try:

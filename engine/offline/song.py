@@ -367,8 +367,6 @@ def convert_song(
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise AudioFileError(f"The output '{dst}' is the song itself; choose another output name.")
     stems_dir = Path(options.stems_dir) if options.stems_dir else None
-    if stems_dir is not None:
-        stems_dir.mkdir(parents=True, exist_ok=True)
     _check_length_before_decoding(src, options.max_duration_s)
     data, sr = read_audio(src)
     check_song(data, sr, src.name, options.max_duration_s)
@@ -446,6 +444,11 @@ def convert_song(
         stages.check()
         written: dict[str, str] = {}
         if stems_dir is not None:
+            try:
+                stems_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise AudioFileError(f"The stems folder '{stems_dir}' cannot be created ({exc.strerror}); "
+                                     "choose another one.") from None
             paths = stem_paths(src, stems_dir, voice_name)
             for label, audio in (("vocals", stems.vocals), ("converted_vocals", new_vocals),
                                  ("accompaniment", accomp_out)):

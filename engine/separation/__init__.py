@@ -25,8 +25,9 @@ __all__ = ["SEPARATOR_NAMES", "MonoMixError", "SeparationCancelled", "Separator"
            "describe_separators"]
 
 
-def get_separator(name: str = "auto", models_dir: Path | None = None, device: str | None = None) -> Separator:
-    """The separator called ``name`` (see SEPARATOR_NAMES); errors are one sentence."""
+def get_separator(name: str, models_dir: Path, device: str | None = None) -> Separator:
+    """The separator called ``name`` (see SEPARATOR_NAMES), its weights looked for in ``models_dir``;
+    errors are one sentence."""
     from engine.separation import demucs, stereo
 
     name = (name or "auto").strip().lower()
@@ -39,7 +40,7 @@ def get_separator(name: str = "auto", models_dir: Path | None = None, device: st
     return stereo.StereoSeparator(fallback_note=demucs.missing_weights_message(models_dir))
 
 
-def describe_separators(models_dir: Path | None = None) -> list[dict]:
+def describe_separators(models_dir: Path) -> list[dict]:
     """Each separator, whether it can run here, and why not."""
     from engine.separation import demucs
 

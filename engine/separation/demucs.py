@@ -44,37 +44,29 @@ MODEL_SAMPLE_RATE = 44100
 OVERLAP = 0.25
 
 
-def _models_dir(models_dir: Path | None) -> Path:
-    if models_dir is not None:
-        return Path(models_dir)
-    from engine.voices.registry import models_dir as default
-
-    return default()
+def weights_path(models_dir: Path) -> Path:
+    """Where the weights go: the models folder (the caller's; engine.api passes the data folder's)."""
+    return Path(models_dir) / WEIGHTS_FILE
 
 
-def weights_path(models_dir: Path | None = None) -> Path:
-    return _models_dir(models_dir) / WEIGHTS_FILE
-
-
-def missing_weights_message(models_dir: Path | None = None) -> str:
-    folder = _models_dir(models_dir)
+def missing_weights_message(models_dir: Path) -> str:
     return (f"The {WHAT} {WEIGHTS_FILE} is not installed: run 'autovoice song --fetch-model' on a machine "
             f"with internet (it downloads {WEIGHTS_URL} and checks its SHA-256), or copy the file "
-            f"you have into {folder}.")
+            f"you have into {Path(models_dir)}.")
 
 
-def fetch_weights(models_dir: Path | None = None, url: str = WEIGHTS_URL, sha256: str = WEIGHTS_SHA256,
+Downloader = Callable[..., Path]  # download(url, dest, sha256=, progress=, timeout_s=) -> dest, atomic
+
+
+def fetch_weights(models_dir: Path, download: Downloader, url: str = WEIGHTS_URL, sha256: str = WEIGHTS_SHA256,
                   progress: Callable[[int, int | None], None] | None = None, timeout_s: float = 30.0) -> Path:
-    """Download the weights once into the models folder (atomic, SHA-256 checked); returns the path."""
-    from engine.voices.rvc.assets import download_asset
-
+    """Download the weights once into the models folder, SHA-256 checked; a file already there with
+    the right hash is kept. ``download`` is the product's one downloader (engine.api passes it: this
+    floor may not import the voices package where it lives)."""
     dest = weights_path(models_dir)
-    if dest.is_file():
-        from engine.voices.rvc.assets import sha256_of
-
-        if sha256_of(dest) == sha256:
-            return dest
-    return download_asset(url, dest, sha256=sha256, progress=progress, timeout_s=timeout_s)
+    if dest.is_file() and _sha256(dest) == sha256:
+        return dest
+    return download(url, dest, sha256=sha256, progress=progress, timeout_s=timeout_s)
 
 
 def _fraction(obj: Any) -> Any:
@@ -153,7 +145,7 @@ class DemucsSeparator:
         self.note = note
 
     @classmethod
-    def from_models_dir(cls, models_dir: Path | None = None, device: str | None = None) -> "DemucsSeparator":
+    def from_models_dir(cls, models_dir: Path, device: str | None = None) -> "DemucsSeparator":
         path = weights_path(models_dir)
         if not path.is_file():
             raise VoiceError(missing_weights_message(models_dir))

@@ -30,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from starlette.concurrency import run_in_threadpool
 
 from engine.errors import AutoVoiceError, ConfigError, VoiceError
-from engine.jobs import STATES, JobError, JobLimits, JobManager
+from engine.api import JOB_STATES as STATES, JobError, JobLimits, JobManager
 
 JOBS_PATH = "/api/v1/jobs"
 STAGE_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
@@ -74,7 +74,7 @@ def _float_field(form: Any, name: str, default: float) -> float:
 
 
 def _options(form: Any, max_song_s: float):
-    from engine.offline.song import SongOptions
+    from engine.api import SongOptions
 
     separator = str(form.get("separator") or "auto")
     return SongOptions(transpose_st=_float_field(form, "transpose", 0.0), key_st=_float_field(form, "key", 0.0),

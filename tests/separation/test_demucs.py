@@ -16,6 +16,7 @@ pytest.importorskip("demucs_infer")
 
 from engine.errors import ModelFormatError, VoiceError  # noqa: E402
 from engine.separation import demucs, get_separator  # noqa: E402
+from engine.voices.rvc.assets import download_asset  # noqa: E402
 from tests.separation.tiny_demucs import save_demucs_file, tiny_htdemucs  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data"
@@ -140,12 +141,12 @@ def test_fetch_downloads_once_with_progress_and_checks_the_hash(http_file, tmp_p
     url, sha, size = http_file
     models = tmp_path / "models"
     seen: list[tuple[int, int | None]] = []
-    path = demucs.fetch_weights(models, url=url, sha256=sha, progress=lambda d, t: seen.append((d, t)))
+    path = demucs.fetch_weights(models, download_asset, url=url, sha256=sha, progress=lambda d, t: seen.append((d, t)))
     assert path == models / demucs.WEIGHTS_FILE and path.stat().st_size == size
     assert seen[0] == (0, size) and seen[-1] == (size, size)
     assert get_separator("auto", models).name == "htdemucs"  # installed: auto now picks it
     seen.clear()
-    demucs.fetch_weights(models, url=url, sha256=sha, progress=lambda d, t: seen.append((d, t)))
+    demucs.fetch_weights(models, download_asset, url=url, sha256=sha, progress=lambda d, t: seen.append((d, t)))
     assert seen == []  # already there with the right hash: not fetched again
 
 
@@ -153,10 +154,10 @@ def test_a_download_with_the_wrong_hash_is_discarded(http_file, tmp_path):
     url, _sha, _size = http_file
     models = tmp_path / "models"
     with pytest.raises(VoiceError, match="SHA-256"):
-        demucs.fetch_weights(models, url=url, sha256="0" * 64)
+        demucs.fetch_weights(models, download_asset, url=url, sha256="0" * 64)
     assert list(models.iterdir()) == []
 
 
 def test_an_unreachable_server_is_one_sentence(tmp_path):
     with pytest.raises(VoiceError, match="Could not download"):
-        demucs.fetch_weights(tmp_path, url="http://127.0.0.1:9/none.th", sha256="0" * 64, timeout_s=2)
+        demucs.fetch_weights(tmp_path, download_asset, url="http://127.0.0.1:9/none.th", sha256="0" * 64, timeout_s=2)
