@@ -586,6 +586,14 @@ class Engine:
                              + demucs_info["note"][:1].lower() + demucs_info["note"][1:])
         return [n for n in notes if n]
 
+    def _song_voice(self, name: str, merged: dict[str, Any]) -> Voice:
+        """The voice for a batch of songs: the loaded one when it fits, else a fresh load.
+        NB (merge): main's refactored api has voice_for(info, params) for this; the getattr keeps
+        this block working on both sides of that change."""
+        finder = getattr(self, "loaded_voice_for", None)
+        voice = finder(name, merged) if finder is not None else None
+        return voice or load_voice(name, self.data_dir, merged)
+
     def _song_separator(self, name: str):
         """The separator for ``name``, kept between calls (loading htdemucs takes seconds) until its
         weight file changes."""
@@ -605,10 +613,13 @@ class Engine:
         self._song_separator_cache = (key, sep)
         return sep
 
-    def song_cache_dir(self) -> Path:
-        from engine.settings import data_dir
+    def song_data_dir(self) -> Path:
+        """The data folder (this engine's, else the user's). NB: taken as the models folder's parent,
+        which exists under the same name before and after main's engine.paths move."""
+        return self.song_models_dir().parent
 
-        return (self.data_dir or data_dir()) / "cache" / "stems"
+    def song_cache_dir(self) -> Path:
+        return self.song_data_dir() / "cache" / "stems"
 
     def convert_songs(
         self,
@@ -649,7 +660,7 @@ class Engine:
         cache = StemCache(self.song_cache_dir())
 
         def job() -> list[Any]:
-            v = self.loaded_voice_for(name, merged) or load_voice(name, self.data_dir, merged)
+            v = self._song_voice(name, merged)
             results: list[Any] = []
             for i, src in enumerate(songs):
                 if cancel is not None and cancel.is_set():

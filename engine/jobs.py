@@ -101,11 +101,9 @@ class JobManager:
 
     def __init__(self, engine: Any, folder: Path | None = None, limits: JobLimits | None = None,
                  on_finished: Callable[[str, dict[str, float]], None] | None = None):
-        from engine.settings import data_dir
-
         self.engine = engine
         self.limits = (limits or JobLimits()).validated()
-        self.folder = Path(folder) if folder else (engine.data_dir or data_dir()) / "jobs"
+        self.folder = Path(folder) if folder else engine.song_data_dir() / "jobs"
         self.folder.mkdir(parents=True, exist_ok=True)
         self.on_finished = on_finished
         self._lock = threading.RLock()
