@@ -136,6 +136,8 @@ class MainWindow(QMainWindow):
 
         m = self.menuBar().addMenu("&File")
         m.addAction(self.convert_action)
+        self.song_action = m.addAction("Song &covers\u2026", self.open_song_dialog)  # issue 9
+        self.song_action.setShortcut(QKeySequence("Ctrl+Shift+O"))
         m.addAction(self.import_action)
         m.addSeparator()
         m.addAction(quit_action)
@@ -805,6 +807,16 @@ class MainWindow(QMainWindow):
         self.convert_dialog.show()
         self.convert_dialog.raise_()
         return self.convert_dialog
+
+    def open_song_dialog(self):
+        """The Songs dialog (autovoice_desktop/song_dialog.py), one per window."""
+        from autovoice_desktop.song_dialog import SongDialog
+
+        if getattr(self, "song_dialog", None) is None:
+            self.song_dialog = SongDialog(self.controller, self)
+        self.song_dialog.show()
+        self.song_dialog.raise_()
+        return self.song_dialog
 
     # ------------------------------------------------------------------ closing
     def save_state(self) -> None:

@@ -52,7 +52,12 @@ from engine.io.portaudio import portaudio_wedged
 from engine.offline.convert import ConvertResult, convert_file, convert_signal, output_path_for
 from engine.offline.files import READ_EXTENSIONS, AudioProbe, DecodedAudio, decode_audio, probe_audio, read_audio
 from engine.params import ParamSpec, default_params, reload_keys, resolve_params
+# Song covers (issue 9): what the fronts (CLI, GUI, server) need, through this one door.
+from engine.jobs import STATES as JOB_STATES, JobError, JobLimits, JobManager  # noqa: F401
+from engine.offline.song import STAGES as SONG_STAGES, SongOptions, SongResult, StageProgress  # noqa: F401
 from engine.pipeline import Pipeline, hop_for
+from engine.paths import data_dir as user_data_dir
+from engine.paths import models_dir
 from engine.settings import SettingsStore
 from engine.stream.gc_policy import STREAMING_GC
 from engine.stream.pitch_view import PITCH_HOP_S, VIEW_SECONDS, PitchView
@@ -176,6 +181,7 @@ class Engine:
         self._cache = VoiceCache(data_dir)
         self._gc_held = False  # this engine's stream counts in STREAMING_GC
         self._voice_device: tuple[Voice, dict[str, Any]] | None = None
+        self._song_separator_cache: tuple[tuple, Any] | None = None  # (separator, weights stamp) -> loaded
         set_preferred_device(self.settings.compute_device)
         # NB: the view's thread calls these two through the instance, never touching the worker's state.
         self.pitch_view = PitchView(lambda seconds: self.recent_audio(seconds), lambda: self.running)
@@ -693,7 +699,125 @@ class Engine:
 
         return self._executor.submit(job)
 
-    # ------------------------------------------------------------------ shutdown
+    # ------------------------------------------------------------------ songs (separate, convert, mix)
+    # NB: one self-contained block (issue 9); it only uses the public methods above and
+    # engine.offline.song / engine.separation, so it can move as a unit.
+    def song_models_dir(self) -> Path:
+        return models_dir(self.data_dir)
+
+    def separators(self) -> list[dict[str, Any]]:
+        """The song separators, whether each can run here, and what to install where not."""
+        from engine.separation import describe_separators
+
+        return describe_separators(self.song_models_dir())
+
+    def fetch_separation_model(self, progress: Callable[[int, int | None], None] | None = None,
+                               url: str | None = None, sha256: str | None = None) -> Path:
+        """Download the htdemucs weights once into the models folder (SHA-256 checked); blocks, so
+        call it off the GUI thread. ``url``/``sha256`` default to the official file (tests use a mirror)."""
+        from engine.separation import demucs
+        from engine.voices.rvc.assets import download_asset
+
+        return demucs.fetch_weights(self.song_models_dir(), download_asset, url=url or demucs.WEIGHTS_URL,
+                                    sha256=sha256 or demucs.WEIGHTS_SHA256, progress=progress)
+
+    def song_notes(self, options: Any) -> list[str]:
+        """Sentences to show before converting songs with ``options`` (key warning, separator fallback)."""
+        from engine.offline.song import transpose_warning
+        from engine.separation import describe_separators
+
+        notes = [transpose_warning(options.transpose_st)]
+        if options.separator == "auto":
+            demucs_info = describe_separators(self.song_models_dir())[0]
+            if not demucs_info["available"]:
+                notes.append("Using the stereo separator, which needs no download but is less clean; "
+                             + demucs_info["note"][:1].lower() + demucs_info["note"][1:])
+        return [n for n in notes if n]
+
+    def _song_separator(self, name: str):
+        """The separator for ``name``, kept between calls (loading htdemucs takes seconds) until its
+        weight file changes."""
+        from engine.separation import demucs, get_separator
+
+        weights = demucs.weights_path(self.song_models_dir())
+        try:
+            stamp = (weights.stat().st_mtime_ns, weights.stat().st_size)
+        except OSError:
+            stamp = None
+        key = (name, str(weights), stamp)
+        # NB: several threads may ask at once; the worst case is loading the model twice.
+        cached = self._song_separator_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        sep = get_separator(name, self.song_models_dir())
+        self._song_separator_cache = (key, sep)
+        return sep
+
+    def song_data_dir(self) -> Path:
+        """The data folder (this engine's, else the user's)."""
+        return self.data_dir or user_data_dir()
+
+    def song_cache_dir(self) -> Path:
+        return self.song_data_dir() / "cache" / "stems"
+
+    def convert_songs(
+        self,
+        inputs: Iterable[str | Path],
+        output: str | Path,
+        voice: str | None = None,
+        params: dict[str, Any] | None = None,
+        options: Any = None,
+        progress: Callable[[int, Any], None] | None = None,
+        cancel: threading.Event | None = None,
+        on_result: Callable[[int, Any], None] | None = None,
+    ) -> Future:
+        """Songs -> covers with a voice; Future of list[SongResult | AutoVoiceError].
+
+        ``inputs`` may hold folders (their audio files are taken); ``output`` is a file for one
+        song, else a folder. ``options`` is an engine.offline.song.SongOptions. ``progress(i,
+        StageProgress)``; ``on_result(i, result_or_error)`` as each song finishes, so one bad
+        file is reported and the others still run. Cancelling stops at the next check and writes
+        nothing for the song in progress.
+        """
+        from engine.offline.song import SongOptions, StemCache, convert_song, expand_song_inputs, song_output_path
+
+        options = (options or SongOptions()).validated()
+        songs = expand_song_inputs([Path(p) for p in inputs])
+        if not songs:
+            raise AutoVoiceError("No songs were given (a folder given had no audio files in it).")
+        out = Path(output)
+        many = len(songs) > 1
+        if many and out.exists() and not out.is_dir():
+            raise AutoVoiceError(f"With several songs, -o must be a folder, but '{out}' is a file.")
+        if many or str(out).endswith(("/", "\\")):
+            out.mkdir(parents=True, exist_ok=True)
+        info, merged = self.params_for(voice, params)
+        name = info.name
+        chain = replace(self.settings.chain, bypass=False)
+        separator = self._song_separator(options.separator)  # missing weights: one sentence now
+        cache = StemCache(self.song_cache_dir())
+
+        def job() -> list[Any]:
+            v = self.voice_for(info, merged)
+            results: list[Any] = []
+            for i, src in enumerate(songs):
+                if cancel is not None and cancel.is_set():
+                    break
+                try:
+                    r: Any = convert_song(src, song_output_path(src, out, name, many), v, name, merged, options,
+                                          separator, chain=chain, cache=cache,
+                                          progress=(lambda p, i=i: progress(i, p)) if progress else None,
+                                          cancel=cancel)
+                except AutoVoiceError as exc:
+                    # Name the song: in a batch, "this song is mono" alone would not say which.
+                    r = exc if src.name in str(exc) else type(exc)(f"{src.name}: {exc}")
+                results.append(r)
+                if on_result:
+                    on_result(i, r)
+            return results
+
+        return self._executor.submit(job)
+
     def convert_audio(self, x: np.ndarray, sample_rate: int, info: VoiceInfo, params: dict[str, Any],
                       cancel: threading.Event | None = None) -> np.ndarray:
         """Convert mono ``x`` (n,) at ``sample_rate`` with a voice and values from :meth:`params_for`:
@@ -713,6 +837,7 @@ class Engine:
         w = self.worker
         return int(w.blocks_processed), w.compute_ms.latest()
 
+    # ------------------------------------------------------------------ shutdown
     def close(self) -> None:
         self.pitch_view.close()
         try:

@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, metavar="N", help="WebSocket stream sessions at once (default 4)")
     p.add_argument("--stream-idle-timeout-s", type=float, metavar="S",
                    help="close a stream session that sends or reads nothing this long (default 60)")
+    p.add_argument("--max-jobs", type=int, metavar="N", help="song jobs queued or running at once; more get 429 (default 8)")
+    p.add_argument("--max-results-mb", type=float, metavar="MB", help="disk kept jobs may use; then 429 (default 2048)")
+    p.add_argument("--keep-results-h", type=float, metavar="H", help="finished song jobs are deleted after H hours (default 24)")
+    p.add_argument("--max-job-upload-mb", type=float, metavar="MB", help="largest song upload for a job (default 200)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
                    help="server log level; 'info' also logs every request (default warning)")
 
@@ -123,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("-o", "--output", help="output .onnx path (default: beside the model)")
 
+    _add_song_parser(sub)  # issue 9 block
     sub.add_parser("gui", help="open the desktop app")
     return parser
 
@@ -264,6 +269,126 @@ def cmd_convert(args: argparse.Namespace) -> int:
         engine.close()
 
 
+# ---------------------------------------------------------------------- `autovoice song` (issue 9)
+# One self-contained block: the subparser and the command, calling only engine.api.
+def _add_song_parser(sub) -> None:
+    p = sub.add_parser("song", help="song covers: separate the vocals, convert them with a voice, mix them back",
+                       description="Separate each song's vocals, convert them with a voice and mix them back "
+                                   "(same length, rate and channels as the song).")
+    p.add_argument("inputs", nargs="*", metavar="SONG", help="song files, or folders of them")
+    p.add_argument("-o", "--output", help="output file, or a folder for several songs")
+    p.add_argument("--voice", help="voice name (see 'autovoice voices'); default: the last one used")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a voice setting, e.g. --param index_rate=0.5 (repeatable)")
+    p.add_argument("--transpose", type=float, default=0.0, metavar="N",
+                   help="move the vocals only, in semitones (multiples of 12 keep the song's key)")
+    p.add_argument("--key", type=float, default=0.0, metavar="N",
+                   help="move the whole song, accompaniment included, in semitones (-12..12)")
+    p.add_argument("--vocals-db", type=float, default=0.0, metavar="G",
+                   help="vocal level in dB relative to the original vocals' loudness")
+    p.add_argument("--accomp-db", type=float, default=0.0, metavar="G", help="accompaniment level change in dB")
+    p.add_argument("--stems", metavar="DIR", help="also write the separated vocals, the converted vocals and the "
+                                                  "accompaniment into DIR")
+    p.add_argument("--separator", default="auto", choices=("auto", "htdemucs", "stereo"),
+                   help="htdemucs (best; needs its model file), stereo (no download; stereo songs only) or auto "
+                        "(htdemucs when installed; default)")
+    p.add_argument("--no-cache", action="store_true", help="separate again even if the stems are cached")
+    p.add_argument("--max-minutes", type=float, default=20.0, metavar="MIN", help="longest song accepted (default 20)")
+    p.add_argument("--fetch-model", action="store_true",
+                   help="download the htdemucs model into the models folder (once, SHA-256 checked) and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_device_option(p)
+
+
+def _cmd_song(args: argparse.Namespace) -> int:
+    STAGES, SongOptions = api.SONG_STAGES, api.SongOptions
+    # A one-off run, like convert: what is given here never changes the saved settings.
+    engine = _make_engine(autosave=False)
+    try:
+        if args.device:
+            engine.set_compute_device(args.device)
+        if args.fetch_model:
+            last = [-1]
+
+            def fetched(done: int, total: int | None) -> None:
+                pct = int(100 * done / total) if total else -1
+                if pct != last[0] and not args.quiet:
+                    last[0] = pct
+                    shown = f"{pct:3d}% of {total / 1e6:.0f} MB" if total else f"{done / 1e6:.0f} MB"
+                    print(f"\rdownloading the htdemucs model: {shown}", end="", file=sys.stderr, flush=True)
+
+            path = engine.fetch_separation_model(progress=fetched)
+            print(f"\nThe htdemucs model is installed at {path}.", file=sys.stderr)
+            if not args.inputs:
+                return 0
+        if not args.inputs:
+            raise AutoVoiceError("Give at least one song (or a folder of songs), e.g. autovoice song song.mp3 -o cover.wav.")
+        if not args.output:
+            raise AutoVoiceError("Say where the cover goes with -o (a file, or a folder for several songs).")
+        options = SongOptions(transpose_st=args.transpose, key_st=args.key, vocals_db=args.vocals_db,
+                              accomp_db=args.accomp_db, separator=args.separator, stems_dir=args.stems,
+                              max_duration_s=args.max_minutes * 60.0, use_cache=not args.no_cache).validated()
+        name = args.voice or engine.settings.voice
+        tty = sys.stderr.isatty()
+        shown_notes: set[str] = set(engine.song_notes(options))
+        for note in engine.song_notes(options):
+            print(f"warning: {note}", file=sys.stderr)
+        songs: list[str] = []
+        last_line = [""]
+
+        def progress(i: int, p) -> None:
+            if args.quiet:
+                return
+            eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
+            cached = " (cached)" if p.cached else ""
+            line = (f"song {i + 1}: {p.stage}{cached} [{p.index + 1}/{len(STAGES)}] {100 * p.fraction:3.0f}%{eta}")
+            if tty:
+                print("\r" + line.ljust(70), end="", file=sys.stderr, flush=True)
+            elif p.fraction in (0.0, 1.0) and line != last_line[0]:
+                print(line, file=sys.stderr, flush=True)
+            last_line[0] = line
+
+        def on_result(i: int, r) -> None:
+            if tty and not args.quiet:
+                print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+            if isinstance(r, AutoVoiceError):
+                print(f"autovoice: error: {r}", file=sys.stderr, flush=True)
+                return
+            for w in r.warnings:
+                if w not in shown_notes:
+                    shown_notes.add(w)
+                    print(f"warning: {w}", file=sys.stderr)
+            stages = ", ".join(f"{k} {v:.1f} s" for k, v in r.stage_seconds.items())
+            print(f"{r.output_path}  ({r.duration_s:.1f} s song, {r.separator} stems"
+                  f"{' from the cache' if r.cache_hit else ''}; {stages})", flush=True)
+            for label, path in r.stems.items():
+                print(f"  {label}: {path}")
+            songs.append(r.output_path)
+
+        cancel = threading.Event()
+        fut = engine.convert_songs([Path(p) for p in args.inputs], Path(args.output), voice=name,
+                                   params=_voice_params(argparse.Namespace(param=args.param)), options=options,
+                                   progress=progress, cancel=cancel, on_result=on_result)
+        try:
+            results = fut.result()
+        except KeyboardInterrupt:
+            # Ctrl-C: the song in progress stops at its next check and writes nothing; finished ones stay.
+            cancel.set()
+            try:
+                fut.result()
+            except KeyboardInterrupt:
+                pass
+            print(f"\nautovoice: cancelled; {len(songs)} finished song(s) kept, nothing partial written.",
+                  file=sys.stderr)
+            return 130
+        failed = sum(isinstance(r, AutoVoiceError) for r in results)
+        if len(results) > 1:
+            print(f"{len(results) - failed} of {len(results)} songs converted.", file=sys.stderr)
+        return 1 if failed else 0
+    finally:
+        engine.close()
+
+
 def _readout(s) -> str:
     warn = "  LATE! " + s.suggestion if s.suggestion else ""
     grown = f", {s.buffer_growth_ms:.1f} grown after underflows" if s.buffer_growth_ms > 0.05 else ""
@@ -340,7 +465,7 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"devices": cmd_devices, "voices": cmd_voices, "live": cmd_live, "convert": cmd_convert,
-            "export-onnx": cmd_export_onnx}
+            "export-onnx": cmd_export_onnx, "song": _cmd_song}
 
 
 def run(args: argparse.Namespace) -> int:

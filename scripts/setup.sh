@@ -25,6 +25,8 @@ pip install "setuptools<81" wheel
 # Override with e.g. TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126".
 # shellcheck disable=SC2086
 pip install ${TORCH_SPEC:-torch==2.13.0}
+# neural includes demucs-infer (htdemucs for song covers): its dependencies (einops, julius, pyyaml,
+# soundfile) need no torchaudio, so it installs normally over the pinned torch.
 pip install -e ".[gui,server,neural,test]"
 # torchfcpe ships the FCPE pitch model's weights; its declared torchaudio dependency is not needed by
 # the parts we use and breaks CPU-only torch installs, hence --no-deps.

@@ -41,7 +41,7 @@ from engine.server.system import system_status
 
 log = logging.getLogger(__name__)
 
-NOT_IMPLEMENTED = ("voice_cloner", "singing_conversion_pipeline")
+NOT_IMPLEMENTED = ("voice_cloner",)
 STREAM_PATH = "/api/v1/stream"
 
 DESCRIPTION = f"""AutoVoice converts voices: uploaded files over HTTP, and PCM streams over a WebSocket.
@@ -100,6 +100,13 @@ class HealthComponents(BaseModel):
     live_stream: bool
 
 
+class VoiceDevice(BaseModel):
+    device: str | None
+    requested: str | None
+    fallback_reason: str | None
+    parts: dict[str, str]
+
+
 class GpuDevice(BaseModel):
     index: int
     name: str
@@ -134,6 +141,7 @@ class HealthBody(BaseModel):
     components: HealthComponents
     not_implemented: list[str]
     last_error: str | None
+    voice_device: VoiceDevice | None
     system: SystemInfo
 
 
@@ -201,6 +209,14 @@ class ServerContext:
             ex.shutdown(wait=False, cancel_futures=True)
 
 
+def _voice_device(d: dict[str, Any]) -> dict[str, Any] | None:
+    """Where the loaded voice runs, part by part, for /health (None before a voice is loaded)."""
+    if not d:
+        return None
+    return {"device": d.get("device"), "requested": d.get("requested"),
+            "fallback_reason": d.get("fallback_reason") or None, "parts": dict(d.get("parts") or {})}
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
@@ -223,7 +239,7 @@ def _validation_sentence(exc: RequestValidationError) -> str:
 
 
 # ---------------------------------------------------------------------- the app
-def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
+def create_app(engine: Any, config: ServerConfig | None = None, job_limits: Any = None) -> FastAPI:
     """The ASGI app over ``engine`` (an engine.api.Engine; the caller owns and closes it)."""
     config = (config or ServerConfig()).validated()
     ctx = ServerContext(engine, config)
@@ -302,9 +318,10 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             "model_loaded": s.voice_loaded,
             "api": True,
             "synthesizer": checks["synthesizer"],
-            # Neither exists in AutoVoice yet, so neither can run on any install.
+            # Voice cloning does not exist in AutoVoice yet, so it cannot run on any install.
             "voice_cloner": False,
-            "singing_conversion_pipeline": False,
+            # Song covers (separate, convert, mix): the stereo separator needs no download.
+            "singing_conversion_pipeline": any(sep["available"] for sep in engine.separators()),
             "worker": is_live(s),
             "live_stream": s.running,
         }
@@ -316,6 +333,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             "components": components,
             "not_implemented": list(NOT_IMPLEMENTED),
             "last_error": s.last_error,
+            "voice_device": _voice_device(engine.voice_device()),
             "system": system_status(accel),
         }
 
@@ -442,6 +460,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def stream(websocket: WebSocket):
         await run_session(websocket, ctx)
 
+    from engine.server.jobs import add_job_routes  # song jobs (issue 9), routes in their own file
+
+    add_job_routes(app, ctx, job_limits)
     ctx.route_paths = {getattr(r, "path", "") for r in app.routes}
 
     def openapi() -> dict:
@@ -518,7 +539,9 @@ def serve(args: Any) -> int:
                                         ("block_ms", getattr(args, "block_ms", None)),
                                         ("prefill_ms", getattr(args, "prefill_ms", None))) if v is not None}
             engine.start(args.input, args.output, args.monitor, **audio)
-        app = create_app(engine, config)
+        from engine.server.jobs import job_limits_from_args
+
+        app = create_app(engine, config, job_limits=job_limits_from_args(args))
         bound = sock.getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
         print(f"AutoVoice {__version__} listening on http://{shown}:{bound[1]} "

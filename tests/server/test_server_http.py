@@ -52,8 +52,9 @@ def test_probes_tell_the_truth(server):
     assert c.api and c.model_loaded and c.synthesizer and c.worker
     assert c.gpu_available == torch.cuda.is_available() == health.system.gpu.available
     assert health.system.gpu.device_count == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    assert not c.voice_cloner and not c.singing_conversion_pipeline and not c.live_stream
-    assert set(health.not_implemented) == {"voice_cloner", "singing_conversion_pipeline"}
+    assert not c.voice_cloner and c.singing_conversion_pipeline and not c.live_stream
+    assert health.voice_device is not None and health.voice_device.device == "cpu"
+    assert set(health.not_implemented) == {"voice_cloner"}
     assert 0.0 < health.system.memory_percent <= 100.0 and 0.0 <= health.system.cpu_percent <= 100.0
     assert health.system.process_rss_bytes > 10e6
 
@@ -92,9 +93,12 @@ def test_metrics_are_prometheus_text_and_count_what_happened(server):
 def test_openapi_documents_exactly_what_is_served(server):
     spec = server.get("/openapi.json").json()
     documented = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    jobs = {("POST", "/api/v1/jobs"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/{job_id}"),
+            ("GET", "/api/v1/jobs/{job_id}/result"), ("GET", "/api/v1/jobs/{job_id}/stems/{stem}"),
+            ("DELETE", "/api/v1/jobs/{job_id}")}  # song jobs: tests/server/test_jobs.py
     assert documented == {("GET", "/health"), ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/metrics"),
-                          ("GET", "/api/v1/voices"), ("POST", "/api/v1/convert")}
-    for _method, path in documented - {("POST", "/api/v1/convert")}:
+                          ("GET", "/api/v1/voices"), ("POST", "/api/v1/convert")} | jobs
+    for _method, path in documented - {("POST", "/api/v1/convert")} - (jobs - {("GET", "/api/v1/jobs")}):
         assert server.get(path).status_code == 200, path
     op = spec["paths"]["/api/v1/convert"]["post"]
     assert set(op["responses"]) >= {"200", "401", "404", "413", "415", "422", "429", "503"}
