@@ -60,6 +60,9 @@ def convert_signal(
 ) -> np.ndarray:
     """Convert mono ``x`` (n,) at ``sample_rate``; returns (n,) float32 at the same rate, time-aligned."""
     n = len(x)
+    # A voice may have a file-conversion twin: the same sound, but free to look further ahead.
+    twin = getattr(voice, "offline_twin", None)
+    voice = twin() if callable(twin) else voice
     v = resample(np.asarray(x, dtype=np.float32), sample_rate, voice.sample_rate)
     hop = hop_for(voice, OFFLINE_BLOCK_MS)
     pipe = Pipeline(voice, hop, chain=chain, params=params)
