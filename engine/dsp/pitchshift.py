@@ -14,15 +14,16 @@ either side of one estimated period P after the previous mark; unvoiced marks ar
 
        a_{k-1}           a_k                     a_{k+1}
           |               |<-------- T_k -------->|
-          |        X_k -->|  |                 |<-- X_{k+1}
-                     ___.-'''''''''''''''''''''-.___          grain k: rise over X_k before a_k,
-                                                               flat, fall over X_{k+1} before a_{k+1}
-    X_k = c * (a_k - a_{k-1}), c = 1/8 voiced, 1/2 unvoiced. The fall of grain k and the rise of
-    grain k+1 span the same X_{k+1} and are complementary raised cosines, so at transpose 0 the
-    grains sum to exactly 1 (the output is the input). The grain starts only X_k before its pulse,
-    not a whole period as the classic two-period Hann grain does: that one period is what the
-    look-ahead is saved from (see below), and the pulse's own response, which is what carries the
-    formants, lies after the pulse anyway.
+          |<--- X_k ----->|           |<- X_{k+1} ->|
+          |      ___..--''''''''''''''''''''--..___ |   grain k: rise over X_k before a_k,
+                                                        flat, fall over X_{k+1} before a_{k+1}
+    X_k = (a_k - a_{k-1}) / 2, the crossfade (see RISE_VOICED; 5 ms noise grains likewise). The
+    fall of grain k and the rise of grain k+1 span the same X_{k+1} and are complementary raised
+    cosines, so at transpose 0 the grains sum to exactly 1 (the output is the input). The grain
+    starts half a period before its pulse, not a whole period as the classic two-period Hann
+    grain does, and ends on the next pulse: the half period it does not wait for is look-ahead
+    saved (see below), and the pulse's own response, which carries the formants, follows the
+    pulse.
 
 Synthesis (marks s_j, spacing T / 2^(N/12) while voiced; the grain taken is the a_k nearest s_j)::
 
@@ -44,18 +45,22 @@ Streaming, in input-time samples; everything happens on internal hops of HOP sam
 
     A grain placed at s_j uses the mark a_k nearest s_j; it must exist when emission reaches
     s_j - X_k, i.e. when n_in = s_j - X_k + LOOKAHEAD, and a_k exists once n_in >= a_k + ~0.3 P.
-    So a mark up to LOOKAHEAD - 0.43 P ahead of s_j is always available: the nearest one (at most
-    P/2 ahead) down to ~100 Hz at the live 9 ms, and the one before it (a period early: a few ms
-    of time mapping, never of pitch) on lower voices. The length T_k is the measured spacing when
-    a_{k+1} is known by the time the flat part is emitted, else the predicted one; a squeezed
-    grain (formant up) is shortened so that it never reads input that has not arrived.
+    So a mark up to LOOKAHEAD - 0.8 P ahead of s_j is always available: the nearest one (at most
+    P/2 ahead) for voices above ~145 Hz at the live 9 ms; on lower voices, when the nearest one
+    is not in yet, the one before it (up to a period early: a few ms of time mapping, never of
+    pitch, which the synthesis spacing alone sets). The flat and fall parts need no look-ahead of
+    their own: they are added as emission reaches them, and their length T_k is the measured
+    spacing when a_{k+1} is known by then, else the predicted one; a squeezed grain (formant up)
+    is shortened so that it never reads input that has not arrived.
 
     Output to the caller comes from a FIFO primed with HOP - 1 zeros, so any call size works:
     latency_samples = LOOKAHEAD + HOP - 1.
 
 Live and file conversion are the same voice: the file path (``offline=True``) runs the same code
 with a longer look-ahead, so every grain is the nearest one with its measured length, and marks
-wait until the pitch analysis frame is centred on them instead of ending at them.
+wait until the pitch analysis frames centred on them and up to a quarter frame either side are
+in; the most periodic of those decides period and voicing (a frame that ends at a voice onset is
+half silence and reads as aperiodic).
 
 Chunked == whole: the work happens only on whole hops at absolute sample positions, so how the
 caller slices the signal cannot change a single sample. All streaming state lives in the state
@@ -82,7 +87,10 @@ ANALYSIS_MS = 4.0  # pitch analysis interval (a multiple of HOP_MS)
 LOOKAHEAD_MS = 9.0  # live: 9 ms + a 1 ms hop = 10 ms, so 20 ms with the engine's 10 ms block
 OFFLINE_LOOKAHEAD_PERIODS = 1.0  # file path: this many periods of SHIFTER_FMIN_HZ past the marks
 UNVOICED_SPACING_MS = 5.0  # grain spacing for noise; short enough to keep plosives crisp
-RISE_VOICED = 1.0 / 8.0  # crossfade between grains, as a fraction of their spacing (X_k above)
+# Crossfade between grains, as a fraction of their spacing (X_k above). Half a period: a steeper
+# rise (1/8 was tried, for less look-ahead) splatters every grain's onset across the spectrum and
+# moved the measured formants of a female voice by +2.9 st at +7 st (1/4: +0.8, 1/2: +0.1).
+RISE_VOICED = 1.0 / 2.0
 RISE_UNVOICED = 1.0 / 2.0  # noise grains overlap more: no pulses to keep apart
 VOICING_ON = 0.50  # YIN aperiodicity that starts a voiced run (see _hop)
 VOICING_OFF = 0.65  # ... and that ends it
@@ -332,11 +340,10 @@ class PitchShifter:
             a = pos[k]
             phi = 2.0 ** (formant_now / 12.0)
             ratio = 2.0 ** (transpose_now / 12.0) if voiced else 1.0
+            # (Milder narrowing, ratio**0.5, halved the high-band transients at -12 st but let
+            # harvest read the old pitch on a low male voice: +11 cents instead of +4.)
             narrow = max(ratio, 0.5) if ratio < 1.0 else 1.0
-            # Lowered grains stand apart (gaps between them), so nothing needs their edges to be
-            # complementary: soften the onset as the gaps open (x2 at -12 st, where a P/16 rise
-            # read as a click on every pulse).
-            rise_w = max(1, int(round(self._rise(st, k) * narrow * (1.0 + 2.0 * (1.0 - narrow)))))
+            rise_w = max(1, int(round(self._rise(st, k) * narrow)))
             if s - rise_w / phi >= emit_end:
                 break
             # Power per unit time scales with grain rate and with grain length; undo both.
@@ -384,9 +391,7 @@ class PitchShifter:
                     # A squeezed grain reads input faster than output advances; shorten it so
                     # that its last sample has arrived when it is emitted (no cut, no click).
                     t_w = max(1, min(t_w, int(self._squeeze_limit(a, base, phi))))
-                # Same for the fall: from the complementary X_{k+1} at narrow 1 to half the
-                # grain (a Hann-like decay) at narrow 0.5; the fall costs no look-ahead.
-                fall_w = max(1, min(t_w, int(round(max(fall * narrow, (1.0 - narrow) * t_w)))))
+                fall_w = max(1, min(t_w, int(round(fall * narrow))))
                 g[5], g[6] = t_w, fall_w
             t_end = math.floor(t_w / phi + (s - base)) if phi != 1.0 else t_w
             t_hi = min(t_need, t_end)
