@@ -144,9 +144,7 @@ def ours(x: np.ndarray, sr: int, semitones: float, offline: bool) -> np.ndarray:
     """The file path is convert_signal as `autovoice convert` runs it; the live path is the same
     Pipeline with the voice exactly as the live stream holds it (no file-conversion twin)."""
     voice = BuiltinVoice(PRESETS["deeper"])
-    if not offline and hasattr(voice, "offline_twin"):
-        voice.offline_twin = lambda: voice  # keep the live shifter for this conversion
-    return convert_signal(x, sr, voice, params={"transpose_st": float(semitones), "formant_st": 0.0})
+    return convert_signal(x, sr, voice, params={"transpose_st": float(semitones), "formant_st": 0.0}, offline_twin=offline)
 
 
 def compute_per_block(block_ms: float = 10.0, seconds: float = 10.0) -> list[tuple[str, float, float, float]]:
