@@ -14,9 +14,9 @@ either side of one estimated period P after the previous mark; unvoiced marks ar
 
        a_{k-1}           a_k                     a_{k+1}
           |               |<-------- T_k -------->|
-          |<--- X_k ----->|           |<- X_{k+1} ->|
-          |      ___..--''''''''''''''''''''--..___ |   grain k: rise over X_k before a_k,
-                                                        flat, fall over X_{k+1} before a_{k+1}
+          |<---- X_k ---->|           |<- X_k+1 ->|
+          |       __..--~~|~~~~~~~~~~~~~~--..__   |       grain k: rise over X_k before a_k,
+                                                          flat, fall over X_{k+1} up to a_{k+1}
     X_k = (a_k - a_{k-1}) / 2, the crossfade (see RISE_VOICED; 5 ms noise grains likewise). The
     fall of grain k and the rise of grain k+1 span the same X_{k+1} and are complementary raised
     cosines, so at transpose 0 the grains sum to exactly 1 (the output is the input). The grain
