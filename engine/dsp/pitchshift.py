@@ -77,9 +77,11 @@ import numpy as np
 
 from engine.dsp.pitch import yin_frames, yin_lags
 
-# Pitch range the shifter tracks. 40 Hz reaches creaky (vocal-fry) stretches of low male voices:
-# with the old 60 Hz floor a 60 Hz creak was read as unvoiced or at 71 Hz on a third of its
-# frames, so those frames kept their input pitch (+12 st: median error -68 cents).
+# Pitch range the shifter tracks. 50 Hz reaches the creaky (vocal-fry) stretches of low male
+# voices: with the old 60 Hz floor a synthetic 60 +- 15 Hz creak (8% jitter) read as unvoiced or
+# at >= 61 Hz on a third of its frames, which then kept their input pitch (+12 st: -68 cents; at
+# 50 Hz: +1.6), and the low male test voice at -12 st measured +11.7 cents live (50 Hz: +3.7).
+# 40 Hz read a 78 Hz voice with 3% jitter at two periods on 10-25% of its frames.
 SHIFTER_FMIN_HZ = 50.0
 SHIFTER_FMAX_HZ = 1100.0
 HOP_MS = 1.0  # internal emission hop: latency grows by it, CPU per call shrinks with it
