@@ -171,10 +171,12 @@ def test_chunked_equals_whole_for_odd_block_sizes(transpose_st, formant_st, offl
         np.testing.assert_allclose(np.concatenate(out), whole, atol=1e-5, err_msg=f"chunk sizes {sizes[:5]}")
 
 
-@pytest.mark.parametrize("offline", [False, True], ids=["live", "file"])
-def test_output_is_input_delayed_by_latency_samples(offline):
-    ps = PitchShifter(SR, offline=offline)
-    if not offline:
+@pytest.mark.parametrize("offline, lookahead_ms", [(False, None), (False, 16.0), (True, None)], ids=["live", "live-low-voice", "file"])
+def test_output_is_input_delayed_by_latency_samples(offline, lookahead_ms):
+    ps = PitchShifter(SR, offline=offline, **({} if lookahead_ms is None else {"lookahead_ms": lookahead_ms}))
+    if lookahead_ms is not None:
+        assert ps.latency_samples == round(SR * lookahead_ms / 1000) + ps.hop_samples - 1
+    elif not offline:
         # <= 10 ms at 48 kHz: with the engine's 10 ms block, 20 ms of algorithmic latency.
         assert 0 < ps.latency_samples <= 480
     x = clip("female_speech")

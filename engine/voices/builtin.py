@@ -68,13 +68,19 @@ class BuiltinVoice:
 
     hop_samples = None
 
-    def __init__(self, preset: Preset, sample_rate: int = INTERNAL_RATE, offline: bool = False):
+    def __init__(
+        self, preset: Preset, sample_rate: int = INTERNAL_RATE, offline: bool = False, lookahead_ms: float | None = None
+    ):
         from engine.dsp import effects
 
         self.preset = preset
         # offline: the file-conversion twin of the same voice (a longer look-ahead, see
         # engine/dsp/pitchshift.py); built by offline_twin(), never used live.
         self.offline = bool(offline)
+        # lookahead_ms: the live shifter's look-ahead, fixed for the life of the voice because the
+        # engine reads latency_samples once (None: pitchshift.LOOKAHEAD_MS, 20 ms in all at the
+        # 10 ms block; pitchshift.LOW_VOICE_LOOKAHEAD_MS for voices near 80 Hz and below).
+        self.lookahead_ms = lookahead_ms
         self._twin = None
         self.name = preset.name
         self.sample_rate = int(sample_rate)
@@ -83,7 +89,8 @@ class BuiltinVoice:
         if preset.shift:
             from engine.dsp.pitchshift import PitchShifter
 
-            self._shifter = PitchShifter(self.sample_rate, offline=self.offline)
+            extra = {} if lookahead_ms is None else {"lookahead_ms": float(lookahead_ms)}
+            self._shifter = PitchShifter(self.sample_rate, offline=self.offline, **extra)
         self._effect = {
             None: None,
             "robot": lambda: effects.Robot(self.sample_rate),
