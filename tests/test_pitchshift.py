@@ -37,13 +37,13 @@ def clip(name: str) -> np.ndarray:
     return (0.5 * x / np.max(np.abs(x))).astype(np.float32)
 
 
-def harvest_f0(x: np.ndarray, hop_ms: float = 5.0) -> np.ndarray:
+def harvest_f0(x: np.ndarray, hop_ms: float = 5.0, floor_hz: float = 40.0) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports pkg_resources
         import pyworld
     y = soxr.resample(np.asarray(x, np.float64), SR, 16000)
     # Floor 40 Hz: a 110 Hz voice at -12 st sings at 55 Hz, and dips below 50.
-    f0, _ = pyworld.harvest(y, 16000, f0_floor=40.0, f0_ceil=1100.0, frame_period=hop_ms)
+    f0, _ = pyworld.harvest(y, 16000, f0_floor=floor_hz, f0_ceil=1100.0, frame_period=hop_ms)
     return f0
 
 
@@ -78,23 +78,38 @@ def median_cents_error(f_in: np.ndarray, f_out: np.ndarray, ratio: float) -> tup
 # -- pitch -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("offline", [False, True], ids=["live", "file"])
 @pytest.mark.parametrize("name", list(CLIPS))
 @pytest.mark.parametrize("semitones", [-12, -7, 4, 12])
-def test_pitch_moves_by_requested_interval_on_real_voice(name, semitones):
+def test_pitch_moves_by_requested_interval_on_real_voice(name, semitones, offline):
+    """Median error <= 10 cents live and <= 8 cents for file conversion. Measured: live at most
+    7.3 (male, +12 st), file at most 7.6 (male, -12 st: its creaky phrase end lands below 40 Hz,
+    where harvest reads the output an octave up); the female and sung clips within 4 cents."""
     x = clip(name)
-    ps = PitchShifter(SR)
+    ps = PitchShifter(SR, offline=offline)
     y = shift(x, semitones, 0.0, shifter=ps)
     assert y.shape == x.shape and y.dtype == np.float32  # duration kept exactly
     err, frames = median_cents_error(harvest_clip(name), harvest_f0(aligned(y, ps.latency_samples)), 2 ** (semitones / 12))
     assert frames > 150, f"too few frames voiced in both ({frames}) to judge"
-    assert abs(err) <= 20.0, f"{name} {semitones:+d} st: median error {err:+.1f} cents"
+    bound = 8.0 if offline else 10.0
+    assert abs(err) <= bound, f"{name} {semitones:+d} st: median error {err:+.1f} cents"
 
 
-def pulse_voice(f0_hz: float, seconds: float) -> np.ndarray:
-    """A glottal-pulse train through two formant resonances: a vowel with a known, exact pitch."""
+def pulse_voice(f0_hz: float, seconds: float, jitter: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A glottal-pulse train through two formant resonances: a vowel with a known, exact pitch.
+
+    jitter > 0 draws every period independently around 1/f0_hz with that relative spread, as in a
+    rough or creaky voice: the mean pitch is still f0_hz, but no two periods are alike."""
     n = int(seconds * SR)
-    phase = np.cumsum(np.full(n, f0_hz / SR))
-    pulses = np.diff(np.floor(phase), prepend=0.0)
+    if jitter:
+        rng = np.random.default_rng(seed)
+        periods = SR / f0_hz * (1.0 + jitter * rng.standard_normal(int(seconds * f0_hz * 1.5) + 10))
+        pulses = np.zeros(n)
+        at = np.cumsum(periods)
+        pulses[at[at < n].astype(int)] = 1.0
+    else:
+        phase = np.cumsum(np.full(n, f0_hz / SR))
+        pulses = np.diff(np.floor(phase), prepend=0.0)
     y = pulses
     for fc, bw in ((700.0, 90.0), (1200.0, 110.0)):
         r = np.exp(-np.pi * bw / SR)
@@ -114,13 +129,33 @@ def test_known_pitch_tone_lands_within_5_cents(f0_hz, semitones):
     assert abs(err) < 5.0, f"{f0_hz} Hz {semitones:+} st: {err:+.2f} cents"
 
 
+@pytest.mark.parametrize("offline", [False, True], ids=["live", "file"])
+@pytest.mark.parametrize("f0_hz, jitter, semitones", [(75.0, 0.0, -12), (75.0, 0.0, 12), (80.0, 0.03, -7), (80.0, 0.03, 4), (65.0, 0.06, 12)])
+def test_low_and_rough_voices_land_on_pitch(f0_hz, jitter, semitones, offline):
+    """Low voices (75-80 Hz: a period longer than the live look-ahead) and irregular periods
+    (jitter, as in a rough or creaky voice, down to 65 Hz: below the old 60 Hz tracker floor once
+    the jitter spreads it) still move by the interval asked, judged by harvest against harvest of
+    the input. Known limit, not tested: a 110-130 Hz pulse train with 2-5% random jitter reads
+    two periods in YIN on most frames and comes out an octave low at -7 st."""
+    x = pulse_voice(f0_hz, 2.0, jitter=jitter, seed=int(f0_hz))
+    ps = PitchShifter(SR, offline=offline)
+    y = aligned(shift(x, semitones, 0.0, shifter=ps), ps.latency_samples)
+    # Floor 30 Hz: 75 Hz at -12 st sings at 37.5 Hz, which harvest's usual 40 Hz floor reads an
+    # octave up (these tones have no breath or silence for a low floor to mistake).
+    err, frames = median_cents_error(harvest_f0(x, floor_hz=30.0)[50:], harvest_f0(y, floor_hz=30.0)[50:], 2 ** (semitones / 12))
+    assert frames > 200
+    bound = 5.0 if offline else 10.0
+    assert abs(err) <= bound, f"{f0_hz} Hz jitter {jitter} {semitones:+} st: {err:+.2f} cents"
+
+
 # -- streaming -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("transpose_st, formant_st", [(0.0, 0.0), (4.0, 0.0), (-7.0, 3.0), (12.0, -5.0)])
-def test_chunked_equals_whole_for_odd_block_sizes(transpose_st, formant_st):
-    x = clip("female_speech")[: SR]
-    ps = PitchShifter(SR)
+@pytest.mark.parametrize("offline", [False, True], ids=["live", "file"])
+def test_chunked_equals_whole_for_odd_block_sizes(transpose_st, formant_st, offline):
+    x = clip("male_speech")[: SR]
+    ps = PitchShifter(SR, offline=offline)
     whole, _ = ps.process(x, ps.init_state(), transpose_st, formant_st)
     rng = np.random.default_rng(7)
     for sizes in ([1], [37], [480], [1000], list(rng.integers(0, 2000, 200))):
@@ -136,9 +171,14 @@ def test_chunked_equals_whole_for_odd_block_sizes(transpose_st, formant_st):
         np.testing.assert_allclose(np.concatenate(out), whole, atol=1e-5, err_msg=f"chunk sizes {sizes[:5]}")
 
 
-def test_output_is_input_delayed_by_latency_samples():
-    ps = PitchShifter(SR)
-    assert 0 < ps.latency_samples <= 1200  # <= 25 ms at 48 kHz: the engine's latency budget
+@pytest.mark.parametrize("offline, lookahead_ms", [(False, None), (False, 16.0), (True, None)], ids=["live", "live-low-voice", "file"])
+def test_output_is_input_delayed_by_latency_samples(offline, lookahead_ms):
+    ps = PitchShifter(SR, offline=offline, **({} if lookahead_ms is None else {"lookahead_ms": lookahead_ms}))
+    if lookahead_ms is not None:
+        assert ps.latency_samples == round(SR * lookahead_ms / 1000) + ps.hop_samples - 1
+    elif not offline:
+        # <= 10 ms at 48 kHz: with the engine's 10 ms block, 20 ms of algorithmic latency.
+        assert 0 < ps.latency_samples <= 480
     x = clip("female_speech")
     y = shift(x, 0.0, 0.0, chunk=333, shifter=ps)
     lags = scipy.signal.correlation_lags(len(y), len(x), mode="full")
@@ -155,17 +195,17 @@ def test_zero_shift_is_transparent():
     noise and both real voices (the rest is float32 rounding). The grains alone sum back to the
     input except where a low voice outruns the lookahead, so the shifter emits the delayed input
     itself while no shifted grain is in play; this checks that nothing else leaks in."""
-    ps = PitchShifter(SR)
-    lat = ps.latency_samples
     t = np.arange(SR) / SR
-    for x in (
-        (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
-        np.random.default_rng(1).normal(0, 0.1, SR).astype(np.float32),
-        clip("male_speech"),  # dips below 90 Hz: the lookahead's hardest case
-        clip("singing"),
-    ):
-        y = shift(x, 0.0, 0.0, shifter=ps)
-        assert snr_db(x[: len(x) - lat], y[lat:]) > 100.0
+    for ps in (PitchShifter(SR), PitchShifter(SR, offline=True)):
+        lat = ps.latency_samples
+        for x in (
+            (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
+            np.random.default_rng(1).normal(0, 0.1, SR).astype(np.float32),
+            clip("male_speech"),  # dips below 90 Hz: the lookahead's hardest case
+            clip("singing"),
+        ):
+            y = shift(x, 0.0, 0.0, shifter=ps)
+            assert snr_db(x[: len(x) - lat], y[lat:]) > 100.0
 
 
 # -- formants ------------------------------------------------------------------------------------
@@ -261,3 +301,63 @@ def test_parameter_changes_mid_stream_do_not_click():
         out.append(y)
     jump = np.max(np.abs(np.diff(np.concatenate(out))))
     assert jump <= 1.25 * steady_max, f"step {jump:.3f} vs steady {steady_max:.3f}"
+
+
+def highband_db(x: np.ndarray) -> np.ndarray:
+    """Energy above 4 kHz per 5 ms frame, in dB."""
+    hop = SR // 200
+    n = len(x) // hop
+    spec = np.fft.rfft(np.asarray(x[: n * hop], np.float64).reshape(n, hop) * np.hanning(hop), axis=1)
+    return 10 * np.log10(np.sum(np.abs(spec[:, np.fft.rfftfreq(hop, 1 / SR) > 4000]) ** 2, axis=1) + 1e-10)
+
+
+def spurious_clicks(x: np.ndarray, y: np.ndarray) -> int:
+    """Frames whose high band jumps 12 dB over both neighbours and 6 dB over the input's there:
+    a transient the shifter made (a grain cut short, a splice at a voicing change)."""
+    a, b = highband_db(x), highband_db(y)
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    near = np.maximum(np.maximum(a, np.roll(a, 1)), np.roll(a, -1))
+    spike = np.zeros(n, bool)
+    spike[1:-1] = (b[1:-1] > b[:-2] + 12) & (b[1:-1] > b[2:] + 12) & (b[1:-1] > -60)
+    return int(np.sum(spike & (b > near + 6)))
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["live", "file"])
+@pytest.mark.parametrize("name", ["male_speech", "singing"])
+def test_no_clicks_at_voicing_changes(name, offline):
+    """Real voices switch between voiced and unvoiced every syllable; the grains must follow
+    without a transient the input does not have. Measured (frames of 5 ms, at -7 / +5 & formant
+    +2 / +12): male 11/1/0 live, 2/0/0 file; singing 4/0/0 live, 5/1/1 file (the shifter before
+    the look-ahead was halved: male 12/1/0, singing 8/1/0). A grain cut short counts on every
+    pulse, i.e. hundreds."""
+    x = clip(name)
+    ps = PitchShifter(SR, offline=offline)
+    for tr, fm in ((-7.0, 0.0), (5.0, 2.0), (12.0, 0.0)):
+        y = aligned(shift(x, tr, fm, shifter=ps), ps.latency_samples)
+        assert spurious_clicks(x, y) <= 12, f"{name} {tr:+} st / formant {fm:+}"
+
+
+def test_file_conversion_uses_the_voices_longer_look_ahead_and_stays_the_same_voice():
+    from engine.offline.convert import convert_signal
+    from engine.voices.builtin import PRESETS, BuiltinVoice
+
+    voice = BuiltinVoice(PRESETS["deeper"])
+    twin = voice.offline_twin()
+    assert twin is voice.offline_twin() and twin.offline and not voice.offline
+    assert twin.latency_samples > voice.latency_samples
+    x = clip("male_speech")
+    params = {"transpose_st": -7.0, "formant_st": 0.0}
+    y_file = convert_signal(x, SR, voice, params=params)
+    ps_off = PitchShifter(SR, offline=True)
+    y_direct = aligned(shift(x, -7.0, 0.0, shifter=ps_off), ps_off.latency_samples)
+    # convert_signal ran the twin (the gate and gains of the Pipeline are transparent here).
+    m = len(y_direct)
+    assert snr_db(y_direct[: m - 2000], y_file[: m - 2000]) > 40.0
+    # Same voice: live and file outputs have the same spectral envelope within a fraction of a st.
+    ps_live = PitchShifter(SR)
+    y_live = aligned(shift(x, -7.0, 0.0, shifter=ps_live), ps_live.latency_samples)
+    freqs = np.linspace(50, 5000, 400)
+    voiced = harvest_clip("male_speech")
+    alpha, _ = best_warp(mean_lpc_envelope_db(y_live, freqs, voiced), mean_lpc_envelope_db(y_file, freqs, voiced), freqs)
+    assert abs(12 * np.log2(alpha)) < 0.3

@@ -1,54 +1,70 @@
 """Streaming, formant-preserving pitch shifter with an independent formant shift (TD-PSOLA).
 
-Why PSOLA and not a phase vocoder: at the 25 ms latency budget a vocoder window (1024 samples at
-48 kHz, 47 Hz bins) cannot resolve the harmonics of a 100 Hz voice, and its cepstral envelope
-correction then smears them. PSOLA cuts the input into two-period grains centred on pitch marks one
-period apart; each grain carries the vocal-tract response (the formants) of one glottal pulse.
-Laying the same grains out at a new spacing changes the pitch and leaves the formants where they
-were. Resampling each grain in time by 2^(F/12) moves the formants without touching the spacing,
-so pitch and formants are independent controls. Unvoiced sound (no period) is cut at a fixed 5 ms
-spacing and laid out at the same spacing, which reproduces it unchanged (apart from the formant
-resampling).
+Why PSOLA and not a phase vocoder: at a ~10 ms latency budget a vocoder window cannot resolve the
+harmonics of a 100 Hz voice, and its envelope correction then smears them. PSOLA cuts the input
+into grains that start on the glottal pulses (pitch marks, one period apart); each grain carries
+the vocal-tract response (the formants) of one pulse. Laying the same grains out at a new spacing
+changes the pitch and leaves the formants where they were. Resampling each grain in time by
+2^(F/12) moves the formants without touching the spacing, so pitch and formants are independent
+controls. Unvoiced sound (no period) is cut at a fixed 5 ms spacing and laid out at the same
+spacing, which reproduces it unchanged (apart from the formant resampling).
 
-Analysis (input time; voiced marks a_k sit on the energy peak of each glottal pulse, searched
-P/4 either side of one estimated period P after the previous mark; unvoiced marks are 5 ms apart)::
+Grains (input time; voiced marks a_k sit on the energy peak of each glottal pulse, searched P/4
+either side of one estimated period P after the previous mark; unvoiced marks are 5 ms apart)::
 
-       a_{k-1}        a_k          a_{k+1}
-          |<--- l_k --->|<--- r_k --->|
-          .   rising    |   falling   .       grain k = x * asymmetric Hann, halves l_k and r_k
-          ._____.-'''''''''-._______  .       (at transpose 0 the halves of neighbouring grains
-                                              sum to exactly 1, so the output is the input)
-Synthesis (marks s_j, spacing P / 2^(N/12) while voiced; the grain taken is the a_k nearest s_j)::
+       a_{k-1}           a_k                     a_{k+1}
+          |               |<-------- T_k -------->|
+          |<---- X_k ---->|           |<- X_k+1 ->|
+          |       __..--~~|~~~~~~~~~~~~~~--..__   |       grain k: rise over X_k before a_k,
+                                                          flat, fall over X_{k+1} up to a_{k+1}
+    X_k = (a_k - a_{k-1}) / 2, the crossfade (see RISE_VOICED; 5 ms noise grains likewise). The
+    fall of grain k and the rise of grain k+1 span the same X_{k+1} and are complementary raised
+    cosines, so at transpose 0 the grains sum to exactly 1 (the output is the input). The grain
+    starts half a period before its pulse, not a whole period as the classic two-period Hann
+    grain does, and ends on the next pulse: the half period it does not wait for is look-ahead
+    saved (see below), and the pulse's own response, which carries the formants, follows the
+    pulse.
 
-       s_j - l_k/phi     s_j     s_j + r_k/phi     phi = 2^(formant_st/12)
+Synthesis (marks s_j, spacing T / 2^(N/12) while voiced; the grain taken is the a_k nearest s_j)::
 
-When lowering the pitch the grain halves are also narrowed to ratio * l_k, ratio * r_k (at most
-halved), see _place_grains.
+       s_j - X_k/phi       s_j       s_j + T_k/phi       phi = 2^(formant_st/12)
+
+When lowering the pitch the grain is also narrowed to `ratio` of its length (at most halved): a
+full-period grain spread apart still carries the ringing of the old period, which trackers (and
+ears) then hear as the old pitch.
 
 Streaming, in input-time samples; everything happens on internal hops of HOP samples::
 
-    input      ... ----------------------------------------|n_in           (n_in: a multiple of HOP)
-    marks      ...  a   a   a   a   a   a   a   a   a   a  |   the newest mark waits for input
-                                                           |   a quarter period past it (peak search)
-    grains     ... left half added when it is about to be emitted; right half as soon as the
-                   next mark exists (its length is that spacing), at the latest before emission
-    emitted    ... ==================|<- HOP ->|           |
-                                                n_in - LOOKAHEAD
+    input      ... ---------------------------------------|n_in            (a multiple of HOP)
+    marks      ...  a    a    a    a    a    a    a    a  |   the newest mark waits for input a
+                                                          |   quarter period past it (peak search)
+    grains     ... placed when their rise is about to be emitted; the flat and fall parts are
+                   added a hop at a time, as emission reaches them and the input they read exists
+    emitted    ... ====================|<- HOP ->|        |
+                                                  n_in - LOOKAHEAD
 
-    A grain placed at s_j uses the mark a_k nearest s_j. Its left half needs input up to a_k,
-    its right half input up to a_{k+1} + P/4 ~ a_k + 1.25 P, needed when emission reaches s_j,
-    i.e. when n_in = s_j + LOOKAHEAD. So LOOKAHEAD >= 1.25 periods (1.75 when the nearest mark is
-    half a period ahead) keeps the grain that PSOLA wants available: down to ~60-80 Hz at 21 ms.
-    Lower voices, or a voice onset that briefly reads a long period, take the nearest *available*
-    grain (a period early: a few ms of time mapping, never of pitch); a right half that is due
-    before its next mark exists ends on the predicted spacing.
+    A grain placed at s_j uses the mark a_k nearest s_j; it must exist when emission reaches
+    s_j - X_k, i.e. when n_in = s_j - X_k + LOOKAHEAD, and a_k exists once n_in >= a_k + ~0.3 P.
+    So a mark up to LOOKAHEAD - 0.8 P ahead of s_j is always available: the nearest one (at most
+    P/2 ahead) for voices above ~145 Hz at the live 9 ms; on lower voices, when the nearest one
+    is not in yet, the one before it (up to a period early: a few ms of time mapping, never of
+    pitch, which the synthesis spacing alone sets). The flat and fall parts need no look-ahead of
+    their own: they are added as emission reaches them, and their length T_k is the measured
+    spacing when a_{k+1} is known by then, else the predicted one; a squeezed grain (formant up)
+    is shortened so that it never reads input that has not arrived.
 
     Output to the caller comes from a FIFO primed with HOP - 1 zeros, so any call size works:
     latency_samples = LOOKAHEAD + HOP - 1.
 
+Live and file conversion are the same voice: the file path (``offline=True``) runs the same code
+with a longer look-ahead, so every grain is the nearest one with its measured length, and marks
+wait until the pitch analysis frames centred on them and up to a quarter frame either side are
+in; the most periodic of those decides period and voicing (a frame that ends at a voice onset is
+half silence and reads as aperiodic).
+
 Chunked == whole: the work happens only on whole hops at absolute sample positions, so how the
 caller slices the signal cannot change a single sample. All streaming state lives in the state
-object; the instance holds only constants and a cache of window halves.
+object; the instance holds only constants.
 """
 
 from __future__ import annotations
@@ -61,13 +77,28 @@ import numpy as np
 
 from engine.dsp.pitch import yin_frames, yin_lags
 
-# Pitch range the shifter tracks. 60 Hz covers low male speech and bass singing; below it a frame
-# would have to be longer than the latency budget allows.
-SHIFTER_FMIN_HZ = 60.0
+# Pitch range the shifter tracks. 50 Hz reaches the creaky (vocal-fry) stretches of low male
+# voices: with the old 60 Hz floor a synthetic 60 +- 15 Hz creak (8% jitter) read as unvoiced or
+# at >= 61 Hz on a third of its frames, which then kept their input pitch (+12 st: -68 cents; at
+# 50 Hz: +1.6), and the low male test voice at -12 st measured +11.7 cents live (50 Hz: +3.7).
+# 40 Hz read a 78 Hz voice with 3% jitter at two periods on 10-25% of its frames.
+SHIFTER_FMIN_HZ = 50.0
 SHIFTER_FMAX_HZ = 1100.0
-HOP_MS = 4.0  # internal processing hop: latency grows by it, CPU per call shrinks with it
-LOOKAHEAD_MS = 21.0  # see the diagram; 16 ms measured +16 cents at -7 on a 110 Hz voice, 21 ms +10
+HOP_MS = 1.0  # internal emission hop: latency grows by it, CPU per call shrinks with it
+ANALYSIS_MS = 4.0  # pitch analysis interval (a multiple of HOP_MS)
+LOOKAHEAD_MS = 9.0  # live: 9 ms + a 1 ms hop = 10 ms, so 20 ms with the engine's 10 ms block
+# The setting for voices around 80 Hz and below, where a period outlasts 9 ms: measured on a
+# ~77 Hz male voice (median error, cents, +4 / +12 st): 9 ms +13.3 / +12.6, 13 ms +2.8 / +6.5,
+# 16 ms -0.6 / +1.4, 21 ms -3.4 / -2.0; on the ~109 Hz male test voice 9 ms gives +3.8 / +7.3,
+# 16 ms -1.7 / -0.1. (At -7 st that ~77 Hz voice reads +18 to +20 at every look-ahead.)
+LOW_VOICE_LOOKAHEAD_MS = 16.0
+OFFLINE_LOOKAHEAD_PERIODS = 1.0  # file path: this many periods of SHIFTER_FMIN_HZ past the marks
 UNVOICED_SPACING_MS = 5.0  # grain spacing for noise; short enough to keep plosives crisp
+# Crossfade between grains, as a fraction of their spacing (X_k above). Half a period: a steeper
+# rise (1/8 was tried, for less look-ahead) splatters every grain's onset across the spectrum and
+# moved the measured formants of a female voice by +2.9 st at +7 st (1/4: +0.8, 1/2: +0.1).
+RISE_VOICED = 1.0 / 2.0
+RISE_UNVOICED = 1.0 / 2.0  # noise grains overlap more: no pulses to keep apart
 VOICING_ON = 0.50  # YIN aperiodicity that starts a voiced run (see _hop)
 VOICING_OFF = 0.65  # ... and that ends it
 SMOOTHING_MS = 25.0  # time constant of the transpose/formant glide when a control moves
@@ -93,9 +124,12 @@ class PitchShifterState:
     syn_pos: float = 0.0  # last placed synthesis mark (input-time samples, unrounded)
     prev_a: int | None = None  # analysis mark of the last placed grain; None before the first
     prev_ratio: float = 1.0  # pitch ratio the last grain was placed with
-    open_grains: list = field(default_factory=list)  # (s, a, narrow, phi, gain) awaiting a right half
+    # Grains whose flat/fall part is still being added: [s, a, narrow, phi, gain, T_w, fall_w, t_done]
+    # (T_w, fall_w in input samples, None until fixed; t_done: last output offset from floor(s) added).
+    open_grains: list = field(default_factory=list)
     transpose_st: float | None = None  # smoothed controls; None until the first call
     formant_st: float | None = None
+    recent: list = field(default_factory=list)  # file path: (aperiodicity, period) of the last frames
     shift_reach: float = -math.inf  # last output sample any non-identity grain can touch
     direct: bool = True  # the last hop was emitted as the plain delayed input
 
@@ -104,27 +138,41 @@ class PitchShifter:
     """TD-PSOLA pitch shift with formant preservation and an independent formant shift.
 
     process(x, state, transpose_st, formant_st) -> (y, state); y has len(x) samples and is the
-    shifted input delayed by ``latency_samples``.
+    shifted input delayed by ``latency_samples``. ``offline=True`` is the file-conversion path:
+    the same voice with a longer look-ahead (better grains on low voices), not for live use.
     """
 
-    def __init__(self, sample_rate: int = 48000):
+    def __init__(self, sample_rate: int = 48000, offline: bool = False, lookahead_ms: float = LOOKAHEAD_MS):
         if sample_rate < 8000:
             raise ValueError(f"PitchShifter needs a sample rate of at least 8000 Hz, got {sample_rate}.")
         self.sample_rate = int(sample_rate)
+        self.offline = bool(offline)
         sr = self.sample_rate
-        self.hop_samples = max(16, round(sr * HOP_MS / 1000))
-        self.lookahead_samples = round(sr * LOOKAHEAD_MS / 1000)
+        self.hop_samples = max(8, round(sr * HOP_MS / 1000))
+        self.analysis_samples = self.hop_samples * max(1, round(ANALYSIS_MS / HOP_MS))
+        self._tau_min, self._tau_max, self._frame = yin_lags(sr, SHIFTER_FMIN_HZ, SHIFTER_FMAX_HZ)
+        # Live, marks are made as soon as the input allows; offline they wait until the newest
+        # analysis frame is centred on them (the frame describes its centre).
+        # Offline they also wait a quarter frame more, so that the frames centred up to a quarter
+        # frame after them are in (see _hop).
+        quarter = self._frame // 4
+        self.mark_delay = self._frame // 2 + quarter if self.offline else 0
+        self._best_of = 1 + (2 * quarter) // self.analysis_samples if self.offline else 1
+        if self.offline:
+            self.lookahead_samples = self.mark_delay + int(OFFLINE_LOOKAHEAD_PERIODS * self._tau_max)
+        else:
+            if not 2.0 <= lookahead_ms <= 100.0:
+                raise ValueError(f"The shifter's look-ahead must be 2-100 ms, got {lookahead_ms} ms.")
+            self.lookahead_samples = round(sr * lookahead_ms / 1000)
         self.latency_samples = self.lookahead_samples + self.hop_samples - 1
         self.unvoiced_spacing = float(round(sr * UNVOICED_SPACING_MS / 1000))
-        self._tau_min, self._tau_max, self._frame = yin_lags(sr, SHIFTER_FMIN_HZ, SHIFTER_FMAX_HZ)
-        self._max_half = float(self._tau_max)  # longest grain half, before formant stretching
-        # History must reach the oldest sample a grain can read: a grain lagging up to
-        # a period behind, stretched by formant shift -12 (x2), plus the YIN frame.
+        self._max_len = float(self._tau_max)  # longest grain part, before formant stretching
+        # History must reach the oldest sample a grain can read: a grain lagging up to a period
+        # behind, stretched by formant shift -12 (x2), plus the YIN frame.
         self._hist_len = int(self.lookahead_samples + 6 * self._tau_max + self._frame + 2 * self.hop_samples)
         # Accumulator spans from the emission point to the far edge of a stretched grain placed now.
         self._acc_len = int(self.lookahead_samples + 6 * self._tau_max + 2 * self.hop_samples)
         self._smooth_samples = sr * SMOOTHING_MS / 1000
-        self._half_cache: dict[int, np.ndarray] = {}
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -138,7 +186,7 @@ class PitchShifter:
             n_in=0,
             acc=np.zeros(self._acc_len),
             acc_start=-self.lookahead_samples,
-            # Two marks in the silent past so the first grain has a left half.
+            # Two marks in the silent past so the first grain has a rise.
             mark_pos=[-int(sp), 0],
             mark_step=[sp, sp],
             mark_voiced=[False, False],
@@ -180,20 +228,29 @@ class PitchShifter:
         st.hist_start += hop
         st.n_in += hop
 
-        # Period from the newest frame; it describes a point ~frame/2 back, close enough to the
-        # marks placed now (those sit at most a period or two behind n_in).
-        # Voicing with hysteresis: a clearly periodic frame (aperiodicity < VOICING_ON) starts a
-        # voiced run, which lasts while frames stay under VOICING_OFF. A single threshold had to
-        # choose between leaving the weak ends of syllables unshifted (the pitch jumps back to
-        # the input's: 27% of voiced frames of a female voice at 0.3) and giving breath noise a
-        # random pitch (85% of low-passed noise frames voiced at 0.65). Measured with 0.5/0.65:
-        # at most 6% of voiced frames left unshifted on the test voices; 1 kHz low-passed noise
-        # still reads as voiced about half the time (white noise: never).
-        frame = st.hist[-self._frame :][None, :]
-        f0, aperiodicity = yin_frames(frame, self.sample_rate, SHIFTER_FMIN_HZ, SHIFTER_FMAX_HZ, voiced_threshold=VOICING_OFF)
-        candidate = self.sample_rate / f0[0] if f0[0] > 0 else 0.0
-        voiced = candidate > 0 and aperiodicity[0] < (VOICING_OFF if st.period > 0 else VOICING_ON)
-        st.period = candidate if voiced else 0.0
+        if st.n_in % self.analysis_samples == 0:
+            # Period from the newest frame; it describes a point ~frame/2 back (live: close enough
+            # to the marks placed now, which the peak search then puts on the actual pulses).
+            # Voicing with hysteresis: a clearly periodic frame (aperiodicity < VOICING_ON) starts
+            # a voiced run, which lasts while frames stay under VOICING_OFF. A single threshold had
+            # to choose between leaving the weak ends of syllables unshifted (the pitch jumps back
+            # to the input's: 27% of voiced frames of a female voice at 0.3) and giving breath
+            # noise a random pitch (85% of low-passed noise frames voiced at 0.65).
+            frame = st.hist[-self._frame :][None, :]
+            f0, aperiodicity = yin_frames(
+                frame, self.sample_rate, SHIFTER_FMIN_HZ, SHIFTER_FMAX_HZ, voiced_threshold=VOICING_OFF
+            )
+            candidate = self.sample_rate / f0[0] if f0[0] > 0 else 0.0
+            aper = float(aperiodicity[0]) if candidate > 0 else 1.0
+            if self._best_of > 1:
+                # File path: of the frames centred within a quarter frame either side of the marks
+                # being made, believe the most periodic one. A frame centred on a voice onset is
+                # half silence and reads as aperiodic; the one a few ms later does not (measured
+                # on a low male voice at -12 st: word onsets kept their pitch for ~40 ms).
+                st.recent = (st.recent + [(aper, candidate)])[-self._best_of :]
+                aper, candidate = min(st.recent)
+            voiced = candidate > 0 and aper < (VOICING_OFF if st.period > 0 else VOICING_ON)
+            st.period = candidate if voiced else 0.0
 
         self._extend_marks(st)
         self._place_grains(st, transpose_target, formant_target)
@@ -202,9 +259,9 @@ class PitchShifter:
         st.acc = np.concatenate([st.acc[hop:], np.zeros(hop)])
         st.acc_start += hop
         # At transpose 0 / formant 0 the grains sum back to the input, except where a voice below
-        # the lookahead's reach made them lag (measured: 15.9 dB SNR over ~40 ms of a low male
-        # voice). So while no shifted grain reaches the emitted hop, emit the delayed input itself,
-        # and crossfade over one hop when entering or leaving that state.
+        # the lookahead's reach made them lag. So while no shifted grain reaches the emitted hop,
+        # emit the delayed input itself, and crossfade over one hop when entering or leaving that
+        # state.
         emit_start = st.n_in - self.lookahead_samples - hop
         direct_ok = emit_start >= st.shift_reach
         if direct_ok or st.direct:
@@ -221,11 +278,11 @@ class PitchShifter:
         return out
 
     def _extend_marks(self, st: PitchShifterState) -> None:
-        # Voiced marks sit on the energy peak of each glottal pulse, searched a third of a period
+        # Voiced marks sit on the energy peak of each glottal pulse, searched a quarter period
         # either side of where the period estimate predicts it. Centred on a pulse, a grain holds
-        # one pulse; centred between two it holds halves of both, and spacing such grains two
-        # periods apart (-12 st) would still sound at the old pitch (measured: harvest read the
-        # old pitch on a 110 Hz voice at -12 until marks were aligned).
+        # one pulse; started between two it holds parts of both, and spacing such grains two
+        # periods apart (-12 st) would still sound at the old pitch.
+        horizon = st.n_in - self.mark_delay  # marks may use input before this sample
         voiced = st.period > 0
         step = st.period if voiced else self.unvoiced_spacing
         reach = int(step / 4) if voiced else 0
@@ -235,16 +292,16 @@ class PitchShifter:
             if voiced and st.mark_voiced[-1]:
                 centre = int(round(predicted))
                 lo, hi = centre - reach, centre + reach
-                if hi + smooth // 2 > st.n_in - 1:
+                if hi + smooth // 2 > horizon - 1:
                     break
                 seg = st.hist[lo - smooth // 2 - st.hist_start : hi + smooth // 2 + 1 - st.hist_start]
-                energy = np.convolve(seg * seg, self._smoother(smooth), mode="valid")
+                energy = np.convolve(seg * seg, _smoother(smooth), mode="valid")
                 # Ties and flat (silent) stretches go to the predicted spot, not the search edge.
                 bias = 1.0 - 1e-6 * np.abs(np.arange(lo, hi + 1) - centre)
                 new = lo + int(np.argmax(energy * bias))
             else:
                 new = int(round(predicted))
-                if new > st.n_in - 1:  # a mark must be a sample we already hold
+                if new > horizon - 1:  # a mark must be a sample we already hold
                     break
             new = max(new, st.mark_pos[-1] + 1)
             st.mark_step[-1] = float(new - st.mark_pos[-1])  # now final: the actual spacing
@@ -252,12 +309,17 @@ class PitchShifter:
             st.mark_step.append(step)  # provisional until the next mark exists
             st.mark_voiced.append(voiced)
         # Forget marks far behind the synthesis point (keep a margin for the nearest-mark search).
-        keep_from = min([st.syn_pos] + [g[1] for g in st.open_grains]) - 4 * self._max_half  # prev_a ~ syn_pos
+        keep_from = min([st.syn_pos] + [g[1] for g in st.open_grains]) - 4 * self._max_len
         drop = 0
         while drop < len(st.mark_pos) - 3 and st.mark_pos[drop + 1] < keep_from:
             drop += 1
         if drop:
             del st.mark_pos[:drop], st.mark_step[:drop], st.mark_voiced[:drop]
+
+    def _rise(self, st: PitchShifterState, k: int) -> float:
+        """X_k: the crossfade before mark k, in input samples (before narrowing)."""
+        spacing = st.mark_pos[k] - st.mark_pos[k - 1] if k > 0 else st.mark_step[k]
+        return (RISE_VOICED if st.mark_voiced[k] else RISE_UNVOICED) * spacing
 
     def _place_grains(self, st: PitchShifterState, transpose_target: float, formant_target: float) -> None:
         emit_end = st.n_in - self.lookahead_samples  # this hop emits [emit_end - hop, emit_end)
@@ -265,6 +327,7 @@ class PitchShifter:
         while True:
             if st.prev_a is None:
                 s = st.syn_pos
+                transpose_now, formant_now = st.transpose_st, st.formant_st
             else:
                 # Step from the previous grain, decided only now: by now its next mark usually
                 # exists, so the step is the measured pulse spacing, not the period estimate
@@ -277,8 +340,6 @@ class PitchShifter:
                 transpose_now = _approach(st.transpose_st, transpose_target, alpha)
                 formant_now = _approach(st.formant_st, formant_target, alpha)
             k = _nearest(pos, s, len(pos))
-            if st.prev_a is None:
-                transpose_now, formant_now = st.transpose_st, st.formant_st
             voiced = st.mark_voiced[k]
             if transpose_now == 0.0 or not voiced:
                 # No pitch change here: sit exactly on the mark, so transpose 0 (and noise) come
@@ -286,31 +347,24 @@ class PitchShifter:
                 if abs(s - pos[k]) < 0.5 * st.mark_step[k]:
                     s = float(pos[k])
             a = pos[k]
-            left = a - pos[k - 1] if k > 0 else int(round(st.mark_step[k]))
             phi = 2.0 ** (formant_now / 12.0)
             ratio = 2.0 ** (transpose_now / 12.0) if voiced else 1.0
-            # Lowering the pitch spreads grains apart; a two-period grain still carries the ringing
-            # of its neighbour pulses, i.e. the old harmonic comb, and trackers (and ears) then
-            # hear the old pitch (measured at -7 st: harvest read the input pitch on 40% of frames).
-            # Narrowing the grain to `ratio` of its width smooths that comb away; the halves of
-            # neighbouring grains no longer sum to 1, which only matters at ratio 1, where this is 1.
+            # (Milder narrowing, ratio**0.5, halved the high-band transients at -12 st but let
+            # harvest read the old pitch on a low male voice: +11 cents instead of +4.)
             narrow = max(ratio, 0.5) if ratio < 1.0 else 1.0
-            left_w = max(1, int(round(left * narrow)))
-            if s - left_w / phi >= emit_end:
+            rise_w = max(1, int(round(self._rise(st, k) * narrow)))
+            if s - rise_w / phi >= emit_end:
                 break
             # Power per unit time scales with grain rate and with grain length; undo both.
             gain = math.sqrt(phi / (ratio * narrow))
-            self._add_half(st, s, a, left_w, phi, gain, side=-1)
-            # The right half needs the next mark (its length) and the input up to it; it is added
-            # by _finish_halves as soon as both exist, at the latest before its first sample is
-            # emitted. This is what lets LOOKAHEAD be ~1.25 periods instead of ~2.25.
-            st.open_grains.append((s, a, narrow, phi, gain))
+            self._add_part(st, s, a, phi, gain, -math.inf, 0, rise_w, None, None)
+            st.open_grains.append([s, a, narrow, phi, gain, None, None, 0])
             if transpose_now != 0.0 or formant_now != 0.0:
-                # Its right half ends at most one longest (formant-stretched) half past s.
-                st.shift_reach = max(st.shift_reach, s + 2.0 * self._max_half / phi + 2.0)
+                # Its flat and fall parts end at most one longest (formant-stretched) period past s.
+                st.shift_reach = max(st.shift_reach, s + 2.0 * self._max_len / phi + 2.0)
             st.syn_pos, st.prev_a, st.prev_ratio = s, a, ratio
             st.transpose_st, st.formant_st = transpose_now, formant_now
-        self._finish_halves(st, emit_end)
+        self._advance_grains(st, emit_end)
 
     def _spacing(self, st: PitchShifterState, a: int) -> float:
         """Distance from mark a to its successor: measured if it exists, else predicted."""
@@ -320,81 +374,105 @@ class PitchShifter:
             return float(pos[k + 1] - a) if k + 1 < len(pos) else st.mark_step[k]
         return self.unvoiced_spacing  # pruned (cannot happen with the margins kept)
 
-    def _finish_halves(self, st: PitchShifterState, emit_end: int) -> None:
+    def _advance_grains(self, st: PitchShifterState, emit_end: int) -> None:
+        """Add what the next emission needs of every open grain's flat and fall parts."""
         pos = st.mark_pos
         keep = []
-        for s, a, narrow, phi, gain in st.open_grains:
-            k = bisect.bisect_left(pos, a)
-            known = k + 1 < len(pos) and pos[k] == a
-            if known:
-                right = pos[k + 1] - a
-            elif s + 1 >= emit_end:
-                keep.append((s, a, narrow, phi, gain))  # not needed yet: wait for the next mark
+        for g in st.open_grains:
+            s, a, narrow, phi, gain, t_w, fall_w, t_done = g
+            base = math.floor(s) if phi != 1.0 else int(round(s))
+            t_need = emit_end - 1 - base  # last output offset the coming emission contains
+            if t_need <= t_done:
+                keep.append(g)
                 continue
-            else:
-                # Due now but the next mark is not in (a voice below the lookahead's reach): end
-                # the grain on the predicted spacing, cut to the input we hold.
-                k = min(k, len(pos) - 1)
-                right = int(round(st.mark_step[k])) if pos[k] == a else int(self.unvoiced_spacing)
-            right_w = max(1, int(round(right * narrow)))
-            right_w = min(right_w, st.n_in - 1 - a)
-            if right_w >= 1:
-                self._add_half(st, s, a, right_w, phi, gain, side=1)
+            if t_w is None:
+                # Fixed now, when first needed: the measured spacing if the next mark is in,
+                # else the predicted one.
+                k = bisect.bisect_left(pos, a)
+                if k + 1 < len(pos) and pos[k] == a:
+                    length, fall = float(pos[k + 1] - a), self._rise(st, k + 1)
+                else:
+                    k = min(k, len(pos) - 1)
+                    length = st.mark_step[k] if pos[k] == a else self.unvoiced_spacing
+                    fall = (RISE_VOICED if st.mark_voiced[k] else RISE_UNVOICED) * length
+                t_w = max(1, int(round(length * narrow)))
+                if phi > 1.0:
+                    # A squeezed grain reads input faster than output advances; shorten it so
+                    # that its last sample has arrived when it is emitted (no cut, no click).
+                    t_w = max(1, min(t_w, int(self._squeeze_limit(a, base, phi))))
+                fall_w = max(1, min(t_w, int(round(fall * narrow))))
+                g[5], g[6] = t_w, fall_w
+            t_end = math.floor(t_w / phi + (s - base)) if phi != 1.0 else t_w
+            t_hi = min(t_need, t_end)
+            self._add_part(st, s, a, phi, gain, t_done + 1, t_hi, None, t_w, fall_w)
+            g[7] = t_hi
+            if t_hi < t_end:
+                keep.append(g)
         st.open_grains = keep
 
-    def _add_half(self, st: PitchShifterState, s: float, a: int, half: int, phi: float, gain: float, side: int) -> None:
-        """Add one half of grain a, placed at s: side -1 = offsets -half..0, side +1 = 1..half."""
+    def _squeeze_limit(self, a: int, base: int, phi: float) -> float:
+        """Longest input length a grain squeezed by phi > 1 may have, so its input is in on time.
+
+        Output offset t is emitted when n_in reaches base + t + LOOKAHEAD + 1 and reads input
+        a + (t - frac) * phi, so input end a + L_in must be <= base + L_in / phi + LOOKAHEAD.
+        """
+        slack = base + self.lookahead_samples - a - 2  # 2: interpolation guard
+        return max(1.0, slack / (1.0 - 1.0 / phi)) if slack > 0 else 1.0
+
+    def _add_part(
+        self, st: PitchShifterState, s: float, a: int, phi: float, gain: float,
+        t_lo: float, t_hi: int, rise_w: int | None, t_w: int | None, fall_w: int | None,
+    ) -> None:
+        """Add output offsets t in [t_lo, t_hi] (from floor(s), or round(s) at phi 1) of grain a.
+
+        rise_w given: the rise, input offsets -rise_w..0. Else t_w/fall_w: flat then fall, input
+        offsets 1..t_w. Output offset t reads input offset (t - frac(s)) * phi.
+        """
         if phi == 1.0:
-            centre = int(round(s))
-            ramp = self._half(half)  # 0 at offset -half ... 1 at offset 0
-            if side < 0:
-                seg = st.hist[a - half - st.hist_start : a + 1 - st.hist_start]
-                grain = seg * ramp
-                lo_out = centre - half
-            else:
-                seg = st.hist[a + 1 - st.hist_start : a + half + 1 - st.hist_start]
-                grain = seg * ramp[::-1][1:]
-                lo_out = centre + 1
+            base, frac = int(round(s)), 0.0
         else:
-            # Output offsets t map to input offsets phi * t: the grain is squeezed (phi > 1) or
-            # stretched (phi < 1), which scales its spectrum, i.e. the formants, by phi.
-            frac_s = s - math.floor(s)
-            if side < 0:
-                lo_t, hi_t = math.ceil(-half / phi + frac_s), 0
-            else:
-                lo_t, hi_t = 1, math.floor(half / phi + frac_s)
-            t_out = np.arange(lo_t, hi_t + 1, dtype=np.float64)
-            off_in = (t_out - frac_s) * phi
-            w = np.where(np.abs(off_in) < half, 0.5 + 0.5 * np.cos(np.pi * off_in / half), 0.0)
+            base = math.floor(s)
+            frac = s - base
+        if rise_w is not None:
+            lo_t = math.ceil(-rise_w / phi + frac)
+            hi_t = min(t_hi, 0)
+        else:
+            lo_t = max(int(t_lo), 1)
+            hi_t = min(t_hi, math.floor(t_w / phi + frac))
+        if hi_t < lo_t:
+            return
+        t_out = np.arange(lo_t, hi_t + 1, dtype=np.float64)
+        off_in = (t_out - frac) * phi
+        if rise_w is not None:
+            w = 0.5 + 0.5 * np.cos(np.pi * np.clip(off_in / rise_w, -1.0, 0.0))
+        else:
+            into_fall = np.clip((off_in - (t_w - fall_w)) / fall_w, 0.0, 1.0)
+            w = 0.5 + 0.5 * np.cos(np.pi * into_fall)
+        src = a + off_in - st.hist_start
+        if phi == 1.0:
+            idx = src.astype(np.int64)
+            seg = st.hist[np.clip(idx, 0, st.hist.shape[0] - 1)]
+            seg = np.where(idx < st.hist.shape[0], seg, 0.0)  # never read input not yet held
+        else:
             # Linear interpolation: the grains are band-limited voice, and the window is zero at
-            # its far end, so nothing past the input we hold is read.
-            src = np.clip(a + off_in - st.hist_start, 0.0, st.hist.shape[0] - 1.0)
+            # its far ends, so nothing past the input we hold is read.
+            src = np.clip(src, 0.0, st.hist.shape[0] - 1.0)
             idx = np.minimum(np.floor(src).astype(np.int64), st.hist.shape[0] - 2)
-            frac = src - idx
-            grain = (st.hist[idx] * (1.0 - frac) + st.hist[idx + 1] * frac) * w
-            lo_out = math.floor(s) + lo_t
-        i0 = lo_out - st.acc_start
+            fr = src - idx
+            seg = st.hist[idx] * (1.0 - fr) + st.hist[idx + 1] * fr
+        grain = seg * w
+        i0 = base + lo_t - st.acc_start
         i1 = i0 + grain.shape[0]
-        # A half whose start was already emitted (a control jumped, or a voice below the
+        # A part whose start was already emitted (a control jumped, or a voice below the
         # lookahead's reach) loses that sliver; nothing is ever wrapped around.
         j0 = max(0, -i0)
         j1 = grain.shape[0] - max(0, i1 - st.acc.shape[0])
         if j1 > j0:
             st.acc[i0 + j0 : i0 + j1] += gain * grain[j0:j1]
 
-    def _smoother(self, length: int) -> np.ndarray:
-        return np.hanning(length + 2)[1:-1]
 
-    def _half(self, length: int) -> np.ndarray:
-        # Rising half including both ends: 0 at offset -length, 1 at offset 0. Cached: the same
-        # few dozen lengths recur all the time. NB: the cache is only ever added to, and values are
-        # pure functions of the key, so sharing it between streams on different threads is safe.
-        h = self._half_cache.get(length)
-        if h is None:
-            h = 0.5 - 0.5 * np.cos(np.pi * np.arange(length + 1) / max(length, 1))
-            if len(self._half_cache) < 4096:
-                self._half_cache[length] = h
-        return h
+def _smoother(length: int) -> np.ndarray:
+    return np.hanning(length + 2)[1:-1]
 
 
 def _nearest(pos: list[int], s: float, usable: int) -> int:

@@ -58,9 +58,16 @@ def convert_signal(
     chain: ChainConfig | None = None,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    offline_twin: bool = True,
 ) -> np.ndarray:
-    """Convert mono ``x`` (n,) at ``sample_rate``; returns (n,) float32 at the same rate, time-aligned."""
+    """Convert mono ``x`` (n,) at ``sample_rate``; returns (n,) float32 at the same rate, time-aligned.
+
+    ``offline_twin``: use the voice's file-conversion twin where it has one (the same sound, free
+    to look further ahead); False runs exactly what a live stream runs.
+    """
     n = len(x)
+    twin = getattr(voice, "offline_twin", None) if offline_twin else None
+    voice = twin() if callable(twin) else voice
     v = resample(np.asarray(x, dtype=np.float32), sample_rate, voice.sample_rate)
     hop = hop_for(voice, OFFLINE_BLOCK_MS)
     pipe = Pipeline(voice, hop, chain=chain, params=params)

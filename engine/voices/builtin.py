@@ -68,10 +68,20 @@ class BuiltinVoice:
 
     hop_samples = None
 
-    def __init__(self, preset: Preset, sample_rate: int = INTERNAL_RATE):
+    def __init__(
+        self, preset: Preset, sample_rate: int = INTERNAL_RATE, offline: bool = False, lookahead_ms: float | None = None
+    ):
         from engine.dsp import effects
 
         self.preset = preset
+        # offline: the file-conversion twin of the same voice (a longer look-ahead, see
+        # engine/dsp/pitchshift.py); built by offline_twin(), never used live.
+        self.offline = bool(offline)
+        # lookahead_ms: the live shifter's look-ahead, fixed for the life of the voice because the
+        # engine reads latency_samples once (None: pitchshift.LOOKAHEAD_MS, 20 ms in all at the
+        # 10 ms block; pitchshift.LOW_VOICE_LOOKAHEAD_MS for voices near 80 Hz and below).
+        self.lookahead_ms = lookahead_ms
+        self._twin = None
         self.name = preset.name
         self.sample_rate = int(sample_rate)
         self.param_specs = shift_specs(preset.transpose_st, preset.formant_st) if preset.shift else ()
@@ -79,7 +89,8 @@ class BuiltinVoice:
         if preset.shift:
             from engine.dsp.pitchshift import PitchShifter
 
-            self._shifter = PitchShifter(self.sample_rate)
+            extra = {} if lookahead_ms is None else {"lookahead_ms": float(lookahead_ms)}
+            self._shifter = PitchShifter(self.sample_rate, offline=self.offline, **extra)
         self._effect = {
             None: None,
             "robot": lambda: effects.Robot(self.sample_rate),
@@ -90,6 +101,14 @@ class BuiltinVoice:
         self.latency_samples = (self._shifter.latency_samples if self._shifter else 0) + (
             self._effect.latency_samples if self._effect else 0
         )
+
+    def offline_twin(self) -> "BuiltinVoice":
+        """The same voice for file conversion, where latency costs nothing: it sees further ahead."""
+        if self.offline or self._shifter is None:
+            return self
+        if self._twin is None:  # NB: a benign race; two threads would build equal twins
+            self._twin = BuiltinVoice(self.preset, self.sample_rate, offline=True)
+        return self._twin
 
     def init_state(self) -> dict[str, Any]:
         return {
