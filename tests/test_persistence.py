@@ -44,7 +44,7 @@ def test_a_live_session_is_remembered_by_the_next_one():
     again = Engine()
     try:
         assert again.voice_name == "child"
-        assert again.voice_params() == {"transpose_st": 3.0, "formant_st": 2.0}
+        assert again.voice_params() == {"transpose_st": 3.0, "formant_st": 2.0, "lookahead_ms": 9.0}
         assert again.settings.chain.gate_threshold_db == -40.0 and again.settings.chain.output_gain_db == -3.0
     finally:
         again.close()
@@ -68,7 +68,7 @@ def test_convert_without_a_voice_uses_the_saved_one_and_its_values(tmp_path):
     e = Engine(load_default_voice=False, autosave=False)
     try:
         info, params = e.params_for(None, {"formant": -1.0})
-        assert info.name == "deeper" and params == {"transpose_st": 1.0, "formant_st": -1.0}
+        assert info.name == "deeper" and params == {"transpose_st": 1.0, "formant_st": -1.0, "lookahead_ms": 9.0}
         assert e.voice_params("deeper")["formant_st"] == -1.5  # the override was for that call only
     finally:
         e.close()
@@ -83,3 +83,17 @@ def test_an_engine_that_must_not_persist_writes_nothing(tmp_path):
     finally:
         e.close()
     assert not SettingsStore().path.exists()
+
+
+def test_the_low_voice_look_ahead_is_a_setting_that_rebuilds_the_voice():
+    e = Engine(load_default_voice=False, autosave=False)
+    try:
+        e.load_voice("deeper").result()
+        short = e.voice.latency_samples
+        e.set_params(lookahead_ms=16.0)  # reloads the voice: its look-ahead is fixed for its life
+        deadline = __import__("time").monotonic() + 20
+        while e.voice.latency_samples == short and __import__("time").monotonic() < deadline:
+            __import__("time").sleep(0.05)
+        assert e.voice.latency_samples - short == round(0.007 * 48000)
+    finally:
+        e.close()

@@ -17,7 +17,7 @@ SONG = DATA / "StevenMBryant_SlowMotionDream_excerpt_stereo44k.mp3"
 
 
 def autovoice(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "autovoice", *map(str, args)], capture_output=True, text=True,
                           env=dict(os.environ), timeout=300, cwd=cwd)
 
 
@@ -51,7 +51,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
     long_song = tmp_path / "long.wav"
     sf.write(long_song, np.tile(x, (6, 1)), sr)  # ~65 s, so the convert stage lasts several seconds
     out, stems = tmp_path / "cover.wav", tmp_path / "stems"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "song", str(long_song), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "autovoice", "song", str(long_song), "-o", str(out),
                              "--voice", "deeper", "--separator", "stereo", "--stems", str(stems)],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     seen = []

@@ -17,6 +17,8 @@ INTERNAL_RATE = 48000
 
 
 def shift_specs(transpose_st: float, formant_st: float) -> tuple[ParamSpec, ...]:
+    from engine.dsp.pitchshift import LOOKAHEAD_MS, LOW_VOICE_LOOKAHEAD_MS
+
     return (
         ParamSpec(
             "transpose_st", "Transpose", float(transpose_st), -24.0, 24.0, 0.1, "semitones",
@@ -25,6 +27,11 @@ def shift_specs(transpose_st: float, formant_st: float) -> tuple[ParamSpec, ...]
         ParamSpec(
             "formant_st", "Formant", float(formant_st), -12.0, 12.0, 0.1, "semitones",
             help="Moves the vocal-tract resonances: up sounds smaller/younger, down larger.", aliases=("formant",),
+        ),
+        ParamSpec(
+            "lookahead_ms", "Look-ahead", LOOKAHEAD_MS, 5.0, 40.0, 1.0, "ms", reloads=True,
+            help=f"How far the shifter sees ahead: latency against accuracy. {LOW_VOICE_LOOKAHEAD_MS:g} ms suits very "
+                 "low voices (near 80 Hz); applies when the voice is loaded.",
         ),
     )
 

@@ -76,7 +76,8 @@ def get_info(name: str, base: Path | None = None) -> VoiceInfo:
 def load_voice(name: str, base: Path | None = None, params: dict | None = None) -> Voice:
     """Build the voice called ``name`` (may take seconds for a neural model: call off the GUI thread)."""
     if name in PRESETS:
-        return BuiltinVoice(PRESETS[name])
+        look = (params or {}).get("lookahead_ms")
+        return BuiltinVoice(PRESETS[name], lookahead_ms=float(look) if look is not None else None)
     info = get_info(name, base)
     if info.kind == "rvc":
         try:

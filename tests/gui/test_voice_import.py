@@ -157,7 +157,7 @@ def test_remove_the_current_voice_falls_back_to_the_default(window, qtbot, tmp_p
     qtbot.waitUntil(lambda: "Tiny" not in listed(window) and not window.controller.busy, timeout=10000)
     assert window.controller.engine.voice_name == "deeper"
     assert window.voice_list.currentItem().data(Qt.UserRole) == "deeper"
-    assert set(window.param_controls) == {"transpose_st", "formant_st"}
+    assert set(window.param_controls) == {"transpose_st", "formant_st", "lookahead_ms"}
     assert not (data_dir() / "voices" / "Tiny").exists()
     assert not window.remove_button.isEnabled()
     assert not window.message_banner.isVisible()

@@ -33,7 +33,7 @@ def test_window_builds_with_the_voices_and_their_controls(window):
     assert {"natural", "deeper", "robot", "whisper"} <= set(names)
     # The default voice is selected and its ParamSpecs became controls with the engine's values.
     assert window.voice_list.currentItem().data(Qt.UserRole) == window.controller.engine.voice_name == "deeper"
-    assert set(window.param_controls) == {"transpose_st", "formant_st"}
+    assert set(window.param_controls) == {"transpose_st", "formant_st", "lookahead_ms"}
     assert window.param_controls["transpose_st"].value() == pytest.approx(-4.0)
     assert set(window.chain_controls) == {"gate_threshold_db", "input_gain_db", "output_gain_db"}
 

@@ -116,7 +116,7 @@ def test_voices_lists_the_builtin_presets(server):
     names = [v.name for v in voices]
     assert {"natural", "deeper", "higher", "robot", "whisper"} <= set(names)
     deeper = next(v for v in voices if v.name == "deeper")
-    assert deeper.loaded and {p.name for p in deeper.params} == {"transpose_st", "formant_st"}
+    assert deeper.loaded and {p.name for p in deeper.params} == {"transpose_st", "formant_st", "lookahead_ms"}
 
 
 # ---------------------------------------------------------------------- conversion

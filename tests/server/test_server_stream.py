@@ -82,7 +82,7 @@ def test_float32_mono_stream_equals_the_offline_conversion(server):
                              transpose=3, formant=0)
     voice = BuiltinVoice(PRESETS["deeper"])
     assert ready["latency_samples"] == voice.latency_samples  # same rate: only the voice's look-ahead
-    assert ready["params"] == {"transpose_st": 3.0, "formant_st": 0.0} and ready["voice"] == "deeper"
+    assert ready["params"] == {"transpose_st": 3.0, "formant_st": 0.0, "lookahead_ms": 9.0} and ready["voice"] == "deeper"
     frame = 960  # 20 ms
     frames = [x[i : i + frame].astype("<f4").tobytes() for i in range(0, len(x), frame)]
     data, end = round_trip(ws, frames)
@@ -216,7 +216,7 @@ def test_every_voice_streams_aligned_with_its_offline_conversion(server, sample_
         data, end = round_trip(ws, frames)
         y = np.frombuffer(data, "<f4")
         assert end["samples_out"] == len(x) == len(y), name
-        ref = convert_signal(x, sr, BuiltinVoice(preset), {}, ChainConfig())
+        ref = convert_signal(x, sr, BuiltinVoice(preset), {}, ChainConfig(), offline_twin=False)  # the live path
         lag = _lag_samples(y, ref)
         assert abs(lag) <= 1, f"{name} at {sr} Hz: the stream is {lag} samples off the offline result"
         if not preset.shift:
