@@ -12,13 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-    QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QWidget,
 )
 
+from autovoice_desktop.batch import BatchDialog
 from autovoice_desktop.controller import EngineController, user_message
 from engine.errors import AutoVoiceError
 
@@ -36,19 +35,18 @@ class _Relay(QObject):
     fetch_done = Signal(object)  # Path of the installed model, or an AutoVoiceError
 
 
-class SongDialog(QDialog):
+class SongDialog(BatchDialog):
     COL_SONG, COL_STAGE, COL_PROGRESS, COL_RESULT = range(4)
+    COL_NAME = COL_SONG
+    TEXT_COLS = (COL_STAGE,)
+    OUTPUT_KEY, INPUT_KEY = "song_output_dir", "song_input_dir"
+    OUTPUT_SUBDIR = Path("AutoVoice") / "Covers"
+    CANCELLING_TEXT = "Cancelling\u2026 (the song in progress writes nothing)"
 
     def __init__(self, controller: EngineController, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setWindowTitle("Song covers")
-        self.setObjectName("songDialog")
-        self.controller = controller
+        super().__init__(controller, parent, "Song covers", "songDialog")
         self.engine = controller.engine
-        self.songs: list[Path] = []
-        self.bars: list[QProgressBar] = []
         self.results: dict[int, Any] = {}
-        self.cancel_event: threading.Event | None = None
         self.relay = _Relay(self)
         self.relay.progress.connect(self._progress)
         self.relay.result.connect(self._result)
@@ -97,65 +95,16 @@ class SongDialog(QDialog):
         form.addRow("", self.stems_check)
 
         # -- songs
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Song", "Stage", "Progress", "Result"])
-        self.table.verticalHeader().hide()
-        self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
-        self.table.setTextElideMode(Qt.ElideMiddle)
-        h = self.table.horizontalHeader()
-        self.table.setColumnWidth(self.COL_SONG, 230)
-        self.table.setColumnWidth(self.COL_STAGE, 200)
-        self.table.setColumnWidth(self.COL_PROGRESS, 140)
-        h.setSectionResizeMode(self.COL_RESULT, QHeaderView.Stretch)
-
-        self.add_button = QPushButton("Add songs\u2026")
-        self.remove_button = QPushButton("Remove")
-        self.add_button.clicked.connect(self._pick_songs)
-        self.remove_button.clicked.connect(self._remove_selected)
+        self._make_table(["Song", "Stage", "Progress", "Result"],
+                         {self.COL_SONG: 230, self.COL_STAGE: 200, self.COL_PROGRESS: 140})
         self.preview_button = QPushButton("Preview")
         self.preview_button.setToolTip(f"Play {PREVIEW_S:g} s of the selected cover.")
         self.preview_button.setEnabled(False)
         self.preview_button.clicked.connect(self.preview)
-        songs_row = QHBoxLayout()
-        for b in (self.add_button, self.remove_button, self.preview_button):
-            songs_row.addWidget(b)
-        songs_row.addStretch(1)
-
-        self.output_edit = QLineEdit(str(self._default_output()))
-        self.output_edit.setObjectName("songOutputFolder")
-        browse = QPushButton("Browse\u2026")
-        browse.clicked.connect(self._pick_output)
-        self.open_button = QPushButton("Open folder")
-        self.open_button.clicked.connect(self.open_folder)
-        out_row = QHBoxLayout()
-        out_row.addWidget(QLabel("Output folder:"))
-        out_row.addWidget(self.output_edit, 1)
-        out_row.addWidget(browse)
-        out_row.addWidget(self.open_button)
-
-        self.message = QLabel("")
-        self.message.setObjectName("dialogMessage")
-        self.message.setWordWrap(True)
-
-        self.buttons = QDialogButtonBox()
-        self.convert_button = self.buttons.addButton("Make covers", QDialogButtonBox.AcceptRole)
-        self.cancel_button = self.buttons.addButton("Cancel", QDialogButtonBox.RejectRole)
-        self.close_button = self.buttons.addButton("Close", QDialogButtonBox.DestructiveRole)
-        self.convert_button.clicked.connect(self.start)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.close_button.clicked.connect(self.close)
-        self.cancel_button.setEnabled(False)
-        self.convert_button.setEnabled(False)
-
-        lay = QVBoxLayout(self)
-        lay.addLayout(form)
-        lay.addWidget(self.key_note)
-        lay.addWidget(self.table, 1)
-        lay.addLayout(songs_row)
-        lay.addLayout(out_row)
-        lay.addWidget(self.message)
-        lay.addWidget(self.buttons)
+        songs_row = self._make_files_row("Add songs\u2026", "Choose songs", AUDIO_FILTER, self.preview_button)
+        out_row = self._make_output_row("songOutputFolder", "Open folder")
+        self._make_buttons("Make covers")
+        self._lay_out([form, self.key_note], songs_row, out_row)
         self._update_notes()
 
     @staticmethod
@@ -227,71 +176,19 @@ class SongDialog(QDialog):
         text = "\n".join(notes).replace("--transpose", "Transpose vocals").replace("--key", "Key")
         self.key_note.setText(text.replace("autovoice song --fetch-model", "autovoice song --fetch-model (in a terminal)"))
 
-    def _default_output(self) -> Path:
-        saved = self.controller.gui_settings().get("song_output_dir")
-        return Path(saved) if saved else Path.home() / "AutoVoice" / "Covers"
-
-    def _pick_songs(self) -> None:
-        start = self.controller.gui_settings().get("song_input_dir", str(Path.home()))
-        names, _ = QFileDialog.getOpenFileNames(self, "Choose songs", start, AUDIO_FILTER)
-        if names:
-            self.add_songs([Path(n) for n in names])
-
-    def _pick_output(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose the output folder", self.output_edit.text())
-        if folder:
-            self.output_edit.setText(folder)
+    @property
+    def songs(self) -> list[Path]:
+        return self.paths
 
     def add_songs(self, paths: list[Path]) -> None:
-        for p in map(Path, paths):
-            if p in self.songs:
-                continue
-            self.songs.append(p)
-            row = self.table.rowCount()
-            self.table.insertRow(row)
-            item = QTableWidgetItem(p.name)
-            item.setToolTip(str(p))
-            self.table.setItem(row, self.COL_SONG, item)
-            self.table.setItem(row, self.COL_STAGE, QTableWidgetItem(""))
-            bar = QProgressBar()
-            bar.setRange(0, 100)
-            self.table.setCellWidget(row, self.COL_PROGRESS, bar)
-            self.bars.append(bar)
-            self.table.setItem(row, self.COL_RESULT, QTableWidgetItem("waiting"))
-        self.convert_button.setEnabled(bool(self.songs) and not self.running)
-
-    def _remove_selected(self) -> None:
-        if self.running:
-            return
-        for row in sorted({i.row() for i in self.table.selectedIndexes()}, reverse=True):
-            self.table.removeRow(row)
-            del self.songs[row]
-            del self.bars[row]
-        self.convert_button.setEnabled(bool(self.songs))
+        self._add_rows(paths)
 
     # ------------------------------------------------------------------ working
-    @property
-    def running(self) -> bool:
-        return self.cancel_event is not None
-
     def start(self) -> None:
-        if not self.songs or self.running:
+        out = self._begin("Working\u2026")
+        if out is None:
             return
-        out = Path(self.output_edit.text()).expanduser()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self.message.setText(f"The output folder {out} cannot be created ({exc.strerror}); choose another one.")
-            return
-        self.controller.save_gui_settings(song_output_dir=str(out), song_input_dir=str(self.songs[0].parent))
         self.results = {}
-        for row, bar in enumerate(self.bars):
-            bar.setValue(0)
-            self.table.item(row, self.COL_STAGE).setText("")
-            self.table.item(row, self.COL_RESULT).setText("waiting")
-        self.cancel_event = threading.Event()
-        self._set_running_ui(True)
-        self.message.setText("Working\u2026")
         relay = self.relay
         try:
             # NB: the callbacks run on the engine's executor thread; they only emit queued signals.
@@ -310,36 +207,23 @@ class SongDialog(QDialog):
         ext = src.suffix.lower() if src.suffix.lower() in (".wav", ".flac", ".ogg", ".mp3") else ".wav"
         return f"{src.stem}_{self.voice_combo.currentText()}{ext}"
 
-    def cancel(self) -> None:
-        if self.cancel_event is not None:
-            self.cancel_event.set()
-            self.message.setText("Cancelling\u2026 (the song in progress writes nothing)")
-
-    def _set_running_ui(self, running: bool) -> None:
-        self.convert_button.setEnabled(not running and bool(self.songs))
-        self.cancel_button.setEnabled(running)
-        for w in (self.add_button, self.remove_button, self.output_edit, self.voice_combo, self.transpose, self.key,
-                  self.vocals_db, self.accomp_db, self.separator_combo, self.stems_check, self.fetch_button):
-            w.setEnabled(not running)
+    def _locked_while_running(self) -> list[QWidget]:
+        return super()._locked_while_running() + [
+            self.voice_combo, self.transpose, self.key, self.vocals_db, self.accomp_db, self.separator_combo,
+            self.stems_check, self.fetch_button]
 
     def _progress(self, index: int, p) -> None:
-        if not 0 <= index < len(self.bars):
+        if not self._show_progress(index, p.overall, "working\u2026"):
             return
-        self.bars[index].setValue(int(round(100 * p.overall)))
         eta = f", {p.eta_s:.0f} s left" if p.eta_s is not None else ""
         cached = " (cached)" if p.cached else ""
         self.table.item(index, self.COL_STAGE).setText(f"{p.stage}{cached} {p.index + 1}/4 {100 * p.fraction:.0f}%{eta}")
-        item = self.table.item(index, self.COL_RESULT)
-        if item.text() == "waiting":
-            item.setText("working\u2026")
 
     def _result(self, index: int, r) -> None:
         self.results[index] = r
         item = self.table.item(index, self.COL_RESULT)
         if isinstance(r, AutoVoiceError):
-            item.setText(str(r))
-            item.setToolTip(str(r))
-            item.setForeground(QColor("#ff7b72"))
+            self._show_failure(item, r)
             self.table.item(index, self.COL_STAGE).setText("failed" if "cancelled" not in str(r) else "cancelled")
         else:
             self.bars[index].setValue(100)
@@ -351,9 +235,7 @@ class SongDialog(QDialog):
         self.preview_button.setEnabled(any(not isinstance(x, AutoVoiceError) for x in self.results.values()))
 
     def _finished(self, results) -> None:
-        cancelled = self.cancel_event is not None and self.cancel_event.is_set()
-        self.cancel_event = None
-        self._set_running_ui(False)
+        cancelled = self._end()
         if isinstance(results, BaseException):
             self.message.setText(user_message(results))
             return
@@ -368,7 +250,7 @@ class SongDialog(QDialog):
         else:
             self.message.setText(f"Done: {done} cover(s) in {self.output_edit.text()}.")
 
-    # ------------------------------------------------------------------ preview, folder
+    # ------------------------------------------------------------------ preview
     def selected_result(self):
         rows = sorted({i.row() for i in self.table.selectedIndexes()}) or sorted(self.results)
         for row in rows:
@@ -401,14 +283,3 @@ class SongDialog(QDialog):
         except Exception as exc:  # noqa: BLE001 - no device, no PortAudio: say so, keep the dialog
             self.message.setText(f"The preview cannot play here ({type(exc).__name__}: no audio output device); "
                                  "open the folder and play the cover in your player.")
-
-    def open_folder(self) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(self.output_edit.text()).expanduser())))
-
-    def closeEvent(self, event) -> None:
-        self.cancel()
-        super().closeEvent(event)
-
-    def reject(self) -> None:  # Esc
-        self.cancel()
-        super().reject()

@@ -34,49 +34,55 @@ WRITE_FORMATS = {
 }
 
 
+def _iff_chunk(path: Path, containers: tuple[bytes, ...], forms: tuple[bytes, ...], wanted: bytes,
+               byteorder: str) -> tuple[bytes, int, int] | None:
+    """(container id, declared length, bytes present after its header) of the first ``wanted`` chunk
+    of an IFF-style file, or None if the file is no such container or has no such chunk.
+
+    RIFF/WAVE and FORM/AIFF share the layout (a 12-byte head, then id + length chunks padded to an
+    even length) and differ only in the ids and the byte order of the lengths, so one walk serves both.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] not in containers or head[8:12] not in forms:
+            return None
+        size = path.stat().st_size
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            cid, length = chunk[:4], int.from_bytes(chunk[4:8], byteorder)
+            if cid == wanted:
+                return head[:4], length, size - (pos + 8)
+            pos += 8 + length + (length & 1)
+    return None
+
+
 def _riff_shortfall(path: Path) -> tuple[int, int] | None:
     """For a RIFF/WAVE file: (declared data bytes, present data bytes) if the data chunk is cut short.
 
     libsndfile quietly reads what is there, so a half-copied WAV would otherwise convert to a
     shorter file without a word.
     """
-    with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-            return None
-        size = path.stat().st_size
-        pos = 12
-        while pos + 8 <= size:
-            fh.seek(pos)
-            chunk = fh.read(8)
-            cid, length = chunk[:4], int.from_bytes(chunk[4:8], "little")
-            if cid == b"data":
-                present = size - (pos + 8)
-                if head[:4] == b"RIFF" and length != 0xFFFFFFFF and length > present:
-                    return length, present
-                return None
-            pos += 8 + length + (length & 1)
+    found = _iff_chunk(path, (b"RIFF", b"RF64"), (b"WAVE",), b"data", "little")
+    if found is None:
+        return None
+    container, length, present = found
+    # RF64 keeps the real data length in its ds64 chunk (this field reads 0xFFFFFFFF), so only a
+    # plain RIFF length is compared.
+    if container == b"RIFF" and length != 0xFFFFFFFF and length > present:
+        return length, present
     return None
 
 
 def _aiff_shortfall(path: Path) -> tuple[int, int] | None:
     """For an AIFF/AIFC file: (declared, present) sound-data bytes if its SSND chunk is cut short
     (libsndfile, as for WAV, reads what is there and says nothing)."""
-    with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
-            return None
-        size = path.stat().st_size
-        pos = 12
-        while pos + 8 <= size:
-            fh.seek(pos)
-            chunk = fh.read(8)
-            cid, length = chunk[:4], int.from_bytes(chunk[4:8], "big")
-            if cid == b"SSND":
-                present = size - (pos + 8)
-                return (length, present) if 0 < length != 0xFFFFFFFF and length > present else None
-            pos += 8 + length + (length & 1)
-    return None
+    found = _iff_chunk(path, (b"FORM",), (b"AIFF", b"AIFC"), b"SSND", "big")
+    if found is None:
+        return None
+    _, length, present = found
+    return (length, present) if 0 < length != 0xFFFFFFFF and length > present else None
 
 
 def _ogg_cut(path: Path) -> str | None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -46,55 +46,96 @@ def _json_response(status: int, message: str) -> bytes:
                      b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n\r\n", body])
 
 
+class _OneShot:
+    """At most one pending ``loop.call_later``, forgotten when it fires or is cancelled.
+
+    The send-stall watch and the request-head clock both need exactly this; one home keeps
+    ``pending`` true exactly while a call is waiting, for both.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.handle: asyncio.TimerHandle | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.handle is not None
+
+    def start(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after ``delay_s``; a call still pending is cancelled first."""
+        self.cancel()
+        self.handle = self.loop.call_later(delay_s, self._fire, callback)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _fire(self, callback: Callable[[], None]) -> None:
+        self.handle = None
+        callback()
+
+
 class _StallWatch:
     """Aborts a transport whose writes stay paused for ``stall_s`` (the peer reads nothing)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, stall_s: float):
-        self.loop, self.stall_s = loop, stall_s
-        self.timer: asyncio.TimerHandle | None = None
+        self.stall_s = stall_s
+        self.timer = _OneShot(loop)
         self.transport: Any = None
 
     def paused(self, transport: Any) -> None:
-        if self.timer is None:
+        if not self.timer.pending:  # a second pause does not restart the clock
             self.transport = transport
-            self.timer = self.loop.call_later(self.stall_s, self._fire)
+            self.timer.start(self.stall_s, self._fire)
 
     def resumed(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.timer.cancel()
 
     def _fire(self) -> None:
-        self.timer = None
         if self.transport is not None:
             self.transport.abort()  # connection_lost follows: sends waiting on the buffer return
 
 
-class LimitedHttpProtocol(HttpToolsProtocol):
+class _StallGuarded:
+    """The flow-control hooks that feed a _StallWatch, for both protocol classes (mixed in first,
+    so these run around uvicorn's own hooks). ``connection_made`` must call ``_watch_stalls``."""
+
+    send_stall_s = 60.0
+
+    def _watch_stalls(self) -> None:
+        self._stall = _StallWatch(self.loop, self.send_stall_s)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._stall.paused(self.transport)
+
+    def resume_writing(self) -> None:
+        self._stall.resumed()
+        super().resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stall.resumed()
+        super().connection_lost(exc)
+
+
+class LimitedHttpProtocol(_StallGuarded, HttpToolsProtocol):
     max_header_bytes = 16 * 1024
     header_timeout_s = 10.0
-    send_stall_s = 60.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._stall = _StallWatch(self.loop, self.send_stall_s)
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._watch_stalls()
+        self._head_timer = _OneShot(self.loop)
         self._start_head()
 
     # -- the request head: size and time ------------------------------------------------------
     def _start_head(self) -> None:
         """A new request head may start now: count its bytes and give it header_timeout_s."""
         self._in_head, self._head_bytes, self._head_tail = True, 0, b""
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_timer.start(self.header_timeout_s, self._head_timed_out)
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if self.transport.is_closing() or not self._in_head:
             return
         if self.cycle is not None and not self.cycle.response_complete:
@@ -107,7 +148,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, message: str) -> None:
         self._in_head = False
-        self._cancel_head_timer()
+        self._head_timer.cancel()
         if not self.transport.is_closing():
             self.transport.write(_json_response(status, message))
             self.transport.close()
@@ -128,7 +169,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
+        self._head_timer.cancel()
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
@@ -139,40 +180,16 @@ class LimitedHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "The request is not valid HTTP/1.1; check the client (the API is described at /docs).")
 
-    # -- a client that stops reading its reply --------------------------------------------------
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._stall.paused(self.transport)
-
-    def resume_writing(self) -> None:
-        self._stall.resumed()
-        super().resume_writing()
-
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        self._stall.resumed()
-        super().connection_lost(exc)
+        self._head_timer.cancel()
+        super().connection_lost(exc)  # _StallGuarded's: the stall watch stops too
 
 
-class LimitedWebSocketProtocol(WebSocketsSansIOProtocol):
-    send_stall_s = 60.0
-
+class LimitedWebSocketProtocol(_StallGuarded, WebSocketsSansIOProtocol):
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        self._stall = _StallWatch(self.loop, self.send_stall_s)
+        self._watch_stalls()
         self._parser_failed = False
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._stall.paused(self.transport)
-
-    def resume_writing(self) -> None:
-        self._stall.resumed()
-        super().resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stall.resumed()
-        super().connection_lost(exc)
 
     def handle_parser_exception(self) -> None:
         # websockets has already queued its close frame; the reason goes first, as JSON text, the
