@@ -82,7 +82,7 @@ def get_info(name: str, base: Path | None = None) -> VoiceInfo:
 
 
 #: Settings of a neural voice that shape its buffers: changing one means loading the voice again.
-RELOAD_PARAMS = ("block_ms", "extra_ms", "crossfade_ms")
+RELOAD_PARAMS = ("block_ms", "extra_ms", "crossfade_ms", "live_preset")
 
 
 def load_voice(name: str, base: Path | None = None, params: dict | None = None) -> Voice:
@@ -104,7 +104,7 @@ def load_voice(name: str, base: Path | None = None, params: dict | None = None) 
             model = folder / str(meta["model"])
         except (OSError, ValueError, KeyError):
             raise VoiceError(f"The files of voice '{name}' in {folder} are damaged; remove it and import it again.") from None
-        geometry = {k: float(v) for k, v in (params or {}).items() if k in RELOAD_PARAMS}
+        geometry = {k: v if k == "live_preset" else float(v) for k, v in (params or {}).items() if k in RELOAD_PARAMS}
         voice = load_rvc_voice(
             model,
             models_dir=models_dir(base),

@@ -157,6 +157,30 @@ class TorchContentEncoder(ContentEncoder):
         return out
 
     @torch.inference_mode()
+    def window_stats(self, window: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The conv front end's group-norm statistics over ``window`` ((N,) 16 kHz): see
+        ``HubertModel.feature_extractor.window_stats``."""
+        return self.model.feature_extractor.window_stats(_as_batch(window).to(self.device, dtype=self._dtype))
+
+    @torch.inference_mode()
+    def conv_features(self, audio: np.ndarray | torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The local half of the encoder: (N,) 16 kHz -> (1, 512, T) float32 on the CPU, normalised
+        with ``stats`` (:meth:`window_stats` of the longer signal ``audio`` is part of; default its
+        own), so a slice gives the frames the whole window would."""
+        x = _as_batch(audio).to(self.device, dtype=self._dtype)
+        return self.model.feature_extractor(x, stats).float().cpu()
+
+    @torch.inference_mode()
+    def encode_conv(self, conv: np.ndarray | torch.Tensor, version: Version) -> torch.Tensor:
+        """The transformer half: conv features (1, 512, T) -> (1, T, 256 | 768) float32."""
+        self._check_version(version)
+        layer, project = CONTENT_LAYERS[version]
+        c = torch.as_tensor(conv).to(self.device, dtype=self._dtype)
+        if c.dim() == 2:
+            c = c.unsqueeze(0)
+        return self.model(None, output_layer=layer, project=project, conv=c).float()
+
+    @torch.inference_mode()
     def encode(self, audio: np.ndarray | torch.Tensor, version: Version) -> torch.Tensor:
         self._check_version(version)
         layer, project = CONTENT_LAYERS[version]

@@ -58,10 +58,17 @@ class _ConvBlock(nn.Module):
             self.add_module("2", nn.Sequential())
             self._modules["2"].add_module("1", nn.LayerNorm(n_out, elementwise_affine=True))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (B, C_in, N) -> (B, C_out, N'). ``stats``: the group norm's per-channel (mean, variance),
+        each (B, C_out, 1), taken from a longer signal (:meth:`_FeatureExtractor.window_stats`)."""
         x = self._modules["0"](x)
         # fairseq's Fp32GroupNorm / Fp32LayerNorm: normalise in float32 whatever the model dtype.
-        if self.norm_kind == "group":
+        if self.norm_kind == "group" and stats is not None:
+            gn = self._modules["2"]
+            mean, var = stats
+            y = (x.float() - mean) * torch.rsqrt(var + gn.eps) * gn.weight.float()[:, None] + gn.bias.float()[:, None]
+            x = y.type_as(x)
+        elif self.norm_kind == "group":
             gn = self._modules["2"]
             x = F.group_norm(x.float(), gn.num_groups, gn.weight.float(), gn.bias.float(), gn.eps).type_as(x)
         elif self.norm_kind == "layer":
@@ -84,12 +91,24 @@ class _FeatureExtractor(nn.Module):
             self.conv_layers.append(_ConvBlock(n_in, dim, k, s, cfg.conv_bias, norm))
             n_in = dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, N) -> (B, C, T)"""
+    def forward(self, x: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x: (B, N) -> (B, C, T). Every conv is unpadded, so frame t depends on samples
+        [320 t, 320 t + 400) only, except through the first block's group norm, which normalises each
+        channel over the whole input: ``stats`` (from :meth:`window_stats` of a longer signal) make a
+        slice of audio give that longer signal's frames."""
         x = x.unsqueeze(1)
-        for block in self.conv_layers:
-            x = block(x)
+        for i, block in enumerate(self.conv_layers):
+            x = block(x, stats) if i == 0 else block(x)
         return x
+
+    def window_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """x: (B, N) -> the first block's group-norm statistics over it, (mean, variance) each
+        (B, C, 1) float32; None when the extractor has no group norm (layer-norm mode is per frame)."""
+        first = self.conv_layers[0]
+        if first.norm_kind != "group" or first._modules["2"].num_groups != first._modules["2"].num_channels:
+            return None
+        y = first._modules["0"](x.unsqueeze(1)).float()
+        return y.mean(dim=-1, keepdim=True), y.var(dim=-1, unbiased=False, keepdim=True)
 
 
 class _PosConv(nn.Module):
@@ -197,14 +216,20 @@ class HubertModel(nn.Module):
 
     def extract_features(self, source: torch.Tensor, output_layer: int | None = None) -> torch.Tensor:
         """source: (B, N) 16 kHz float -> (B, T, embed_dim), T = (N - 400) // 320 + 1 for base."""
-        x = self.feature_extractor(source).transpose(1, 2)
-        x = self.layer_norm(x)
+        return self.from_conv_features(self.feature_extractor(source), output_layer)
+
+    def from_conv_features(self, conv: torch.Tensor, output_layer: int | None = None) -> torch.Tensor:
+        """The transformer half: conv features (B, C, T) from ``feature_extractor`` -> (B, T, embed_dim)."""
+        x = self.layer_norm(conv.transpose(1, 2))
         if self.post_extract_proj is not None:
             x = self.post_extract_proj(x)
         return self.encoder(x, output_layer)
 
-    def forward(self, source: torch.Tensor, output_layer: int | None = None, project: bool = False) -> torch.Tensor:
-        x = self.extract_features(source, output_layer)
+    def forward(self, source: torch.Tensor, output_layer: int | None = None, project: bool = False,
+                conv: torch.Tensor | None = None) -> torch.Tensor:
+        """source: (B, N) -> (B, T, embed_dim or final_dim); ``conv`` (B, C, T): conv features already
+        computed (then ``source`` is not read)."""
+        x = self.extract_features(source, output_layer) if conv is None else self.from_conv_features(conv, output_layer)
         if project:
             if self.final_proj is None:
                 raise VoiceError("This content encoder has no final projection, so it cannot produce v1 (256-d) features; use RVC's hubert_base.pt.")
