@@ -239,3 +239,19 @@ def test_any_sample_rate_name_the_config_agrees_with(tmp_path):
         torch.save(obj, path)
         with pytest.raises(ModelFormatError, match=words):
             read_checkpoint(path)
+
+
+def test_onnx_voices_offer_formant_only_where_the_graph_can_stretch(tmp_path, models):
+    """RVC's ONNX contract has no input to stretch the decoder, so its voices show no formant control
+    (w-okada graphs with a ``formant_length`` input get it, passed through to the graph)."""
+    from engine.voices.rvc.export import export_onnx
+    from engine.voices.rvc.onnx_model import load_onnx_synthesizer
+
+    synth, encoder, pitch = models
+    path = tmp_path / "voice.onnx"
+    export_onnx(synth, path)
+    onnx_synth = load_onnx_synthesizer(path)
+    assert not onnx_synth.supports_formant
+    voice = RVCVoice(onnx_synth, encoder, pitch_estimators=pitch)
+    assert "formant_st" not in {s.name for s in voice.param_specs}
+    assert "formant_st" in {s.name for s in RVCVoice(synth, encoder, pitch_estimators=pitch).param_specs}
