@@ -145,6 +145,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"torch {torch.__version__}, CPU, {args.threads} threads, load average {load:.2f} on {os.cpu_count()} cores; "
           "v2 40k synthesizer + HuBERT-base, full size; FCPE")
+    print("ratio: median over blocks of (our block / RVC's block run just before it); RTF: our median / block")
     print(f"{'setting':>22} {'latency':>8} {'RVC ms':>8} {'ours ms':>8} {'ratio':>6} {'RTF ours':>8}")
     rows = [(f"default, {b} ms", dict(live_preset="default", block_ms=float(b))) for b in args.blocks.split(",")]
     rows.append(("small-cpu", dict(live_preset="small-cpu")))
@@ -155,8 +156,9 @@ def main() -> None:
                                 voice.crossfade_frames * 10.0)
         t_ref, t_ours = alternate(ref, voice, x, args.count, params)
         mr, mo = statistics.median(t_ref), statistics.median(t_ours)
+        ratio = statistics.median(o / r for o, r in zip(t_ours, t_ref))
         latency_ms = block_ms + 1000 * voice.latency_samples / voice.sample_rate
-        print(f"{label:>22} {latency_ms:>6.0f}ms {mr:>6.0f}ms {mo:>6.0f}ms {mo / mr:>6.2f} {mo / block_ms:>8.2f}"
+        print(f"{label:>22} {latency_ms:>6.0f}ms {mr:>6.0f}ms {mo:>6.0f}ms {ratio:>6.2f} {mo / block_ms:>8.2f}"
               f"   (conv cache {voice.feature_cache}, int8 encoder {voice.encoder_int8}, bf16 decoder {voice.decoder_bf16})")
     if args.quality:
         for preset in ("default", "small-cpu"):

@@ -83,8 +83,9 @@ def test_the_conv_half_and_the_transformer_half_make_the_encoder(models):
 def test_default_live_setting_stays_within_tolerance_of_exact(models):
     """Real speech through the whole voice: the ``default`` setting against ``exact`` (RVC's work).
 
-    Measured with these models: content features of the decoded frames 4.7 % apart (relative RMS),
-    audio SNR 27 dB; the full-size models in the benchmark: 7.9 %, 26.5 dB. Required: 12 %, 20 dB."""
+    Measured with these models: content features of the decoded frames 4.1 % apart (relative RMS),
+    audio SNR 21.3 dB (max difference 0.063 at RMS 0.066); the full-size random models of the
+    benchmark: 7.9 %, 26 dB. Required here: 10 %, 15 dB (int8 kernels differ a little between CPUs)."""
     synth, encoder, pitch = models
     x = _speech(MALE)[: int(6.5 * SR)]
     params = {"rms_mix_rate": 0.25, "protect": 0.33}
@@ -99,8 +100,8 @@ def test_default_live_setting_stays_within_tolerance_of_exact(models):
     assert np.sqrt(np.mean(a**2)) > 1e-2
     feature_error = float((fa - fb).norm() / fa.norm())
     snr_db = 10 * np.log10(np.sum(a**2) / np.sum((a - b) ** 2))
-    assert feature_error < 0.12, feature_error
-    assert snr_db > 20.0, snr_db
+    assert feature_error < 0.10, feature_error
+    assert snr_db > 15.0, snr_db
 
 
 def test_exact_setting_is_rvcs_per_block_work(models):

@@ -163,6 +163,22 @@ class TorchContentEncoder(ContentEncoder):
         return self.model.feature_extractor.window_stats(_as_batch(window).to(self.device, dtype=self._dtype))
 
     @torch.inference_mode()
+    def first_conv_sums(self, audio: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per content frame sums of the first conv's outputs and squares, (512, K) float64 each, from
+        which :meth:`stats_from_sums` makes :meth:`window_stats`; None without a group norm."""
+        if self.model.feature_extractor.window_stats(torch.zeros(1, 400, device=self.device, dtype=self._dtype)) is None:
+            return None
+        s1, s2 = self.model.feature_extractor.first_conv_sums(_as_batch(audio).to(self.device, dtype=self._dtype))
+        return s1[0].cpu().numpy(), s2[0].cpu().numpy()
+
+    def stats_from_sums(self, s1: np.ndarray, s2: np.ndarray, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(512, K) sums over ``count`` outputs -> (mean, variance), each (1, 512, 1) float32."""
+        mean = s1.sum(axis=1) / count
+        var = np.maximum(s2.sum(axis=1) / count - mean**2, 0.0)
+        as_t = (lambda a: torch.from_numpy(a.astype(np.float32)).reshape(1, -1, 1).to(self.device))
+        return as_t(mean), as_t(var)
+
+    @torch.inference_mode()
     def conv_features(self, audio: np.ndarray | torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """The local half of the encoder: (N,) 16 kHz -> (1, 512, T) float32 on the CPU, normalised
         with ``stats`` (:meth:`window_stats` of the longer signal ``audio`` is part of; default its

@@ -82,6 +82,7 @@ class _FeatureExtractor(nn.Module):
     def __init__(self, cfg: HubertConfig):
         super().__init__()
         self.conv_layers = nn.ModuleList()
+        self.hop_samples = cfg.hop_samples
         n_in = 1
         for i, (dim, k, s) in enumerate(cfg.conv_layers):
             if cfg.extractor_mode == "layer_norm":
@@ -100,6 +101,18 @@ class _FeatureExtractor(nn.Module):
         for i, block in enumerate(self.conv_layers):
             x = block(x, stats) if i == 0 else block(x)
         return x
+
+    def first_conv_sums(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, N) -> the first conv's outputs summed per content frame's worth of them (hop / stride
+        = 64 for HuBERT), and their squares: (B, C, K) float64 each, K = ceil(outputs / 64). The group
+        norm's statistics are these sums over a window, so a stream can keep them per frame and only
+        compute the new ones (this conv, 1 input channel, is slow for its size)."""
+        first = self.conv_layers[0]._modules["0"]
+        y = first(x.unsqueeze(1)).double()
+        per = self.hop_samples // first.stride[0]
+        k = -(-y.shape[-1] // per)
+        y = torch.nn.functional.pad(y, (0, k * per - y.shape[-1])).reshape(y.shape[0], y.shape[1], k, per)
+        return y.sum(-1), y.pow(2).sum(-1)
 
     def window_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """x: (B, N) -> the first block's group-norm statistics over it, (mean, variance) each

@@ -121,6 +121,7 @@ class _State:
     sola: dict
     conv50: np.ndarray | None = None  # (512, W // 2 - 1) the encoder's conv features at 50 frames/s (cached paths)
     refresh_at: int = 0  # next cached conv frame the rolling refresh recomputes
+    conv_sums: tuple[np.ndarray, np.ndarray] | None = None  # (512, W // 2) first-conv sums per frame
     calls: int = 0
 
 
@@ -333,10 +334,18 @@ class RVCVoice:
             return self._encode(enc, state.ring16), frames
         if state.conv50 is None:  # first block: the whole window once, to fill the cache
             state.conv50 = enc.conv_features(state.ring16)[0].numpy().copy()
+            state.conv_sums = enc.first_conv_sums(state.ring16)
         else:
             n, cache, shift, r16 = self.fresh_frames, state.conv50, self.block_frames // 2, state.ring16
             cache[:, :-shift] = cache[:, shift:]  # numpy copes with the overlap
-            stats = enc.window_stats(r16)
+            stats = None
+            if state.conv_sums is not None:  # the group norm's statistics, kept per frame
+                s1, s2 = state.conv_sums
+                s1[:, :-shift], s2[:, :-shift] = s1[:, shift:], s2[:, shift:]
+                new1, new2 = enc.first_conv_sums(r16[-(shift + 2) * C16 :])
+                s1[:, -(shift + 2) :], s2[:, -(shift + 2) :] = new1, new2
+                _, kernel, stride = enc.model.cfg.conv_layers[0]
+                stats = enc.stats_from_sums(s1, s2, (len(r16) - kernel) // stride + 1)
             cache[:, -n:] = enc.conv_features(r16[-(n + 1) * C16 :], stats)[0, :, -n:].numpy()
             # Rolling refresh: R older frames a block get the current statistics, so none is more
             # than ~CONV_REFRESH_MS of stream behind (speech after a pause changes them most).
