@@ -256,3 +256,15 @@ def test_onnx_voices_offer_formant_only_where_the_graph_can_stretch(tmp_path, mo
     voice = RVCVoice(onnx_synth, encoder, pitch_estimators=pitch)
     assert "formant_st" not in {s.name for s in voice.param_specs}
     assert "formant_st" in {s.name for s in RVCVoice(synth, encoder, pitch_estimators=pitch).param_specs}
+
+
+def test_models_without_pitch_run_every_live_setting_and_formant(models):
+    _, encoder, pitch = models
+    synth = tiny_synthesizer("v2", False, SR, seed=2)
+    x = _speech()[: int(1.5 * SR)]
+    for preset in LIVE_PRESETS:
+        voice = RVCVoice(synth, encoder, pitch_estimators=pitch, live_preset=preset, block_ms=200, extra_ms=600)
+        assert voice._defaults["protect"] == 0.5 and "protect" not in {s.name for s in voice.param_specs}
+        for formant in (0.0, 1.0):
+            y = _stream(voice, x, {"formant_st": formant})
+            assert np.all(np.isfinite(y)) and np.sqrt(np.mean(y**2)) > 1e-3

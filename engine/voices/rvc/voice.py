@@ -196,7 +196,8 @@ class RVCVoice:
         self.supports_formant = self._partial or bool(getattr(synthesizer, "supports_formant", False))
         self.param_specs = rvc_param_specs(cfg.spk_embed_dim, cfg.f0, self.supports_formant)
         self._defaults = {spec.name: spec.default for spec in self.param_specs}
-        self._defaults.update(transpose_st=0.0, formant_st=0.0, protect=0.5, f0_method="fcpe")
+        for name, value in (("transpose_st", 0.0), ("formant_st", 0.0), ("protect", 0.5), ("f0_method", "fcpe")):
+            self._defaults.setdefault(name, value)  # what a model without those controls runs with
         self._defaults["live_preset"] = self.live_preset
 
         # Conv-feature cache (see the module docstring): F fresh frames from (F + 1) * 320 samples.
@@ -550,16 +551,18 @@ def _with_decoder_in(synth: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Mod
 
     live = copy.copy(synth)
     live._modules = dict(synth._modules)
-    live.dec = _CastDecoder(copy.deepcopy(synth.dec).to(dtype), synth.dec.m_source, dtype)
+    live.dec = _CastDecoder(copy.deepcopy(synth.dec).to(dtype), getattr(synth.dec, "m_source", None), dtype)
     return live
 
 
 class _CastDecoder(torch.nn.Module):
     """The decoder in another dtype behind the float32 interface ``SynthesizerTrn.infer`` calls."""
 
-    def __init__(self, dec: torch.nn.Module, m_source: torch.nn.Module, dtype: torch.dtype):
+    def __init__(self, dec: torch.nn.Module, m_source: torch.nn.Module | None, dtype: torch.dtype):
         super().__init__()
-        self.inner, self.m_source, self.dtype = dec, m_source, dtype
+        self.inner, self.dtype = dec, dtype
+        if m_source is not None:  # models without pitch have no NSF source
+            self.m_source = m_source
 
     def forward(self, x: torch.Tensor, g: torch.Tensor | None, source: torch.Tensor | None) -> torch.Tensor:
         """x: (B, I, L), g: (B, G, 1), source: (B, 1, L * hop) -> (B, 1, L * hop) float32"""
