@@ -28,8 +28,16 @@ import torch
 from engine.errors import ModelFormatError, VoiceError
 
 
-def check_weight_file(path: Path, what: str) -> None:
-    """Refuse, in one sentence, a path that is missing, empty, a truncated zip, or no torch file at all."""
+def _advice(what: str, choose: str | None) -> str:
+    """What the user should pick instead, e.g. "a content encoder" or the caller's own words."""
+    return choose or f"a {what}"
+
+
+def check_weight_file(path: Path, what: str, choose: str | None = None) -> None:
+    """Refuse, in one sentence, a path that is missing, empty, a truncated zip, or no torch file at all.
+
+    ``choose`` names what to use instead (default: "a <what>"), e.g. "an RVC .pth model".
+    """
     name = path.name
     if not path.is_file():
         raise VoiceError(f"The {what} {str(path)!r} does not exist; check the path.")
@@ -42,7 +50,7 @@ def check_weight_file(path: Path, what: str) -> None:
         raise ModelFormatError(f"{name} is truncated or damaged; copy or download the {what} again.")
     if not is_zip and head[:1] != b"\x80":
         # torch writes a zip archive (or, before 1.6, a pickle stream, which starts with PROTO 0x80)
-        raise ModelFormatError(f"{name} is not a PyTorch file (neither a zip archive nor a pickle); choose a {what}.")
+        raise ModelFormatError(f"{name} is not a PyTorch file (neither a zip archive nor a pickle); choose {_advice(what, choose)}.")
 
 
 # Globals that may appear in a fairseq checkpoint's configuration or bookkeeping; they become
@@ -198,8 +206,13 @@ def checkpoint_globals(path: str | os.PathLike) -> set[str]:
                 return found
         # Legacy format: magic number, protocol version, sys info, then the object, as 4 pickles.
         found = set()
-        for _ in range(4):
-            found |= _pickle_globals(f)
+        for i in range(4):
+            try:
+                found |= _pickle_globals(f)
+            except (ValueError, EOFError):
+                if i == 0:
+                    raise
+                break  # fewer pickles than torch writes: not a torch file, but what it names still counts
         return found
 
 
@@ -234,17 +247,22 @@ def _torch_default_safe_globals() -> set[str]:
 _SAFE_LOAD_LOCK = threading.Lock()
 
 
-def safe_torch_load(path: str | os.PathLike, what: str = "model file", inert_prefixes: Iterable[str] = ()) -> Any:
+def safe_torch_load(
+    path: str | os.PathLike, what: str = "model file", inert_prefixes: Iterable[str] = (), choose: str | None = None
+) -> Any:
     """Load a torch checkpoint without running pickled code.
 
     Configuration classes become :class:`InertObject` stand-ins; any other global (a function that
     could run code, a class we do not know) makes this raise ModelFormatError naming it.
     ``inert_prefixes`` adds names a particular format legitimately records (e.g. the model class a
     checkpoint names for bookkeeping): they become inert stand-ins too, never the real class.
+    ``what`` names the kind of file in messages ("content encoder"); ``choose`` says what to use
+    instead (default "a <what>"), so every refusal is one sentence naming the file and what to do.
     """
     path = Path(path)
     name = path.name
-    check_weight_file(path, what)
+    check_weight_file(path, what, choose)
+    advice = _advice(what, choose)
     extra = tuple(inert_prefixes)
     try:
         names = checkpoint_globals(path)
@@ -256,7 +274,7 @@ def safe_torch_load(path: str | os.PathLike, what: str = "model file", inert_pre
     refused = [n for n in unknown if n not in _REAL_SAFE_GLOBALS and not _is_inert_name(n, extra)]
     if refused:
         raise ModelFormatError(
-            f"{name} refers to {', '.join(refused[:3])}{' and more' if len(refused) > 3 else ''}, which could run code when loaded, so it was not loaded; use a {what} from a trusted source."
+            f"{name} refers to {', '.join(refused[:3])}{' and more' if len(refused) > 3 else ''}, which could run code when loaded, so AutoVoice refuses to open it; use {advice} from a source you trust."
         )
     stand_ins = [(_REAL_SAFE_GLOBALS[n], n) if n in _REAL_SAFE_GLOBALS else (_make_inert_class(n), n) for n in unknown]
     try:
@@ -267,7 +285,7 @@ def safe_torch_load(path: str | os.PathLike, what: str = "model file", inert_pre
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         msg = str(exc).split("\n")[0][:200]
-        raise ModelFormatError(f"{name} could not be loaded safely ({msg}); use a {what} from a trusted source.") from None
+        raise ModelFormatError(f"{name} could not be loaded safely ({msg}); use {advice} from a source you trust.") from None
 
 
 _SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
@@ -295,7 +313,9 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ModelFormatError(f"{path.name} is not a readable .safetensors file ({type(exc).__name__}); check that it is complete.") from None
 
 
-def load_weights(path: str | os.PathLike, what: str = "model file", inert_prefixes: Iterable[str] = ()) -> Any:
+def load_weights(
+    path: str | os.PathLike, what: str = "model file", inert_prefixes: Iterable[str] = (), choose: str | None = None
+) -> Any:
     """Whatever a weight file holds: a ``.safetensors`` file's tensors, or a torch checkpoint loaded
     by :func:`safe_torch_load`. Every failure is a ModelFormatError/VoiceError in one sentence."""
     path = Path(path)
@@ -306,4 +326,4 @@ def load_weights(path: str | os.PathLike, what: str = "model file", inert_prefix
     # safetensors: an 8-byte little-endian header length, then the JSON header, which opens with "{"
     if path.suffix.lower() == ".safetensors" or head[8:9] == b"{":
         return read_safetensors(path)
-    return safe_torch_load(path, what=what, inert_prefixes=inert_prefixes)
+    return safe_torch_load(path, what=what, inert_prefixes=inert_prefixes, choose=choose)

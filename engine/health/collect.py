@@ -21,11 +21,11 @@ LOAD_WARNING = 0.9
 SUGGESTED_LOAD = 0.7
 
 
-def suggestion_for(p99_ms: float, block_ms: float, hint: str | None = None) -> str:
-    """One sentence: the block size that would fit, and what else helps (``hint``, e.g. a lighter preset)."""
+def suggestion_for(p99_ms: float, block_ms: float) -> str:
+    """One sentence: the block size that would fit."""
     fit = int(np.ceil(p99_ms / SUGGESTED_LOAD / 5.0) * 5)
     return (f"Conversion takes {p99_ms:.1f} ms per {block_ms:.0f} ms block (p99), too slow for real time: "
-            f"raise the block size to about {fit} ms or {hint or 'choose a lighter voice'}.")
+            f"raise the block size to about {fit} ms or choose a lighter voice.")
 
 
 def collect(
@@ -60,7 +60,9 @@ def collect(
     load = p99 / block_ms if block_ms else 0.0
     suggestion = None
     if chain is not None and len(w.compute_ms) >= 20 and load > LOAD_WARNING:
-        suggestion = suggestion_for(p99, block_ms, getattr(voice, "lighter_setting_hint", None))
+        # A voice that knows a lighter setting of its own (RVC's small-cpu preset) says so itself.
+        own = getattr(voice, "suggestion", None)
+        suggestion = (own(p99, block_ms) if callable(own) else None) or suggestion_for(p99, block_ms)
     counters = stream.counters if stream else None
     return HealthSnapshot(
         time=time.time(),

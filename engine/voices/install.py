@@ -48,6 +48,7 @@ def describe_model(model: Path) -> dict:
 
         synth = load_onnx_synthesizer(model, providers=["CPUExecutionProvider"])
         return {"format": "onnx", "contract": synth.contract, "version": synth.version, "f0": bool(synth.f0),
+                "formant": bool(synth.supports_formant),
                 "sample_rate": int(synth.sample_rate), "feature_dim": int(synth.feature_dim)}
     raise ModelFormatError(
         f"{model.name} is not a voice model AutoVoice can use; give an RVC inference model (.pth) or an "

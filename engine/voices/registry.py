@@ -43,7 +43,9 @@ def _installed_infos(base: Path | None) -> list[VoiceInfo]:
         try:
             from engine.voices.rvc.voice import rvc_param_specs
 
-            specs = rvc_param_specs(speakers=int(meta.get("speakers", 1)), f0=bool(meta.get("f0", True)))
+            # A .pth voice always has RVC's formant; an ONNX one only when its graph can stretch the decoder.
+            formant = meta.get("format") != "onnx" or bool(meta.get("formant", False))
+            specs = rvc_param_specs(speakers=int(meta.get("speakers", 1)), f0=bool(meta.get("f0", True)), formant=formant)
         except ImportError:
             pass
         infos.append(
@@ -93,7 +95,8 @@ def load_voice(name: str, base: Path | None = None, params: dict | None = None) 
             model = folder / str(meta["model"])
         except (OSError, ValueError, KeyError):
             raise VoiceError(f"The files of voice '{name}' in {folder} are damaged; remove it and import it again.") from None
-        geometry = {k: float(v) for k, v in (params or {}).items() if k in reload_keys(info.params)}
+        keys = reload_keys(info.params)
+        geometry = {k: v if isinstance(v, str) else float(v) for k, v in (params or {}).items() if k in keys}
         voice = load_rvc_voice(
             model,
             models_dir=models_dir(base),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.voices.rvc.content import HubertConfig, HubertModel
+from engine.voices.rvc.hubert import HubertConfig, HubertModel
 
 TINY_CONV = ((8, 10, 5), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 2, 2), (8, 2, 2))
 TINY_CONV_SPEC = "[(8,10,5)] + [(8,3,2)] * 4 + [(8,2,2)] * 2"

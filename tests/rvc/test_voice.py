@@ -84,7 +84,8 @@ def _local_voice(**kw):
         for layer in model.enc_p.encoder.attn_layers:
             layer.conv_o.weight.zero_()
             layer.conv_o.bias.zero_()
-    return RVCVoice(model, LocalEncoder(768), pitch_estimators={"fcpe": LocalPitch()}, **kw)
+    # the "exact" live setting: the machinery is what is tested here, not the precision trades
+    return RVCVoice(model, LocalEncoder(768), pitch_estimators={"fcpe": LocalPitch()}, live_preset="exact", **kw)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,11 @@
 * ``onnx_model``   load_onnx_synthesizer: RVC's and w-okada's ONNX contracts on onnxruntime
 * ``export``       export_onnx / export_pth_to_onnx
 * ``voice``        RVCVoice / load_rvc_voice: the streaming voice
-* ``content``, ``f0``, ``index``, ``assets``: the front end (content encoder, pitch, retrieval)
+* ``presets``      the named live settings (default, exact, small-cpu) and the suggestion rule
+* ``versions``     v1/v2 -> feature size and encoder layer, sample-rate names: written once
+* ``content``      content encoders (torch HuBERT, ONNX); ``hubert``: the model; ``hubert_weights``:
+                   reading fairseq / Hugging Face checkpoints into it
+* ``f0``, ``index``, ``assets``: pitch, retrieval, the files a voice needs
 
 Heavy imports (torch, onnxruntime) happen in the submodules, not here.
 """

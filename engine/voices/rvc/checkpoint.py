@@ -7,19 +7,17 @@ An RVC inference model (what RVC writes to ``assets/weights/NAME.pth``) is a pic
     config   [18 entries]         SynthesizerTrn's constructor arguments, last one the sample rate
     f0       1 or 0               whether the model takes pitch (NSF decoder)
     version  "v1" | "v2"          256-d or 768-d content features; missing means v1
-    sr       "32k" | "40k" | "48k" (or an int)
+    sr       "32k" | "40k" | "48k" (RVC's releases; any "<n>k" or int that agrees with the config)
     info     free text            e.g. "300epoch"
 
-Nothing here unpickles arbitrary objects: ``torch.load(weights_only=True)`` admits only tensors and
-plain containers, so a file that would run code on load is refused instead of run.
+Nothing here unpickles arbitrary objects: files go through :mod:`engine.weights` (a static scan of the
+pickle, then ``torch.load(weights_only=True)``), so a file that would run code on load is refused
+instead of run.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import re
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,15 +25,17 @@ from typing import Any
 
 import torch
 
-from engine.errors import ModelFormatError, VoiceError
+from engine import weights
+from engine.errors import ModelFormatError
+from engine.voices.rvc.versions import VERSION_OF_DIM, VERSIONS, feature_dim, sample_rate_from_name
 from engine.voices.rvc.synthesizer import (
-    SR_NAMES,
     SynthConfig,
     SynthesizerTrn,
     weight_norm_prefixes,
 )
 
 RVC_WEIGHTS_HINT = "the small inference model RVC writes to its assets/weights folder"
+CHOOSE_RVC_MODEL = f"an RVC .pth model that stores only tensors ({RVC_WEIGHTS_HINT})"
 
 
 @dataclass(frozen=True)
@@ -133,54 +133,9 @@ def expected_shapes(cfg: SynthConfig) -> dict[str, tuple[int, ...]]:
 
 
 def safe_torch_load(path: str | os.PathLike) -> Any:
-    """``torch.load`` restricted to tensors and plain containers; every failure is one sentence."""
-    p = Path(path)
-    name = p.name
-    if not p.is_file():
-        raise VoiceError(f"Model file {str(p)!r} does not exist; check the path.")
-    if p.stat().st_size == 0:
-        raise ModelFormatError(f"Model file {name} is empty; copy or download it again.")
-    with open(p, "rb") as fh:
-        head = fh.read(2)
-    is_zip = zipfile.is_zipfile(p)
-    if not is_zip and head == b"PK":
-        raise ModelFormatError(f"Model file {name} is truncated or damaged; copy or download it again.")
-    if not is_zip and head[:1] != b"\x80":
-        # torch writes a zip archive (or, before 1.6, a pickle stream, which starts with PROTO 0x80)
-        raise ModelFormatError(
-            f"{name} is not a PyTorch model file (it is neither a zip archive nor a pickle); choose an RVC .pth model."
-        )
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "GLOBAL" in text or "Unsupported global" in text:
-            culprit = _unsupported_global(text)
-            raise ModelFormatError(
-                f"Model file {name} contains Python objects other than weights{culprit}, which could run "
-                f"code when loaded, so AutoVoice refuses to open it; use a model from a source you trust "
-                f"that stores only tensors ({RVC_WEIGHTS_HINT})."
-            ) from None
-        raise ModelFormatError(
-            f"{name} could not be read as a PyTorch model file (damaged, or another format); choose an RVC "
-            f".pth model, or copy it again."
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, UnicodeDecodeError) as exc:
-        text = str(exc).lower()
-        if "central directory" in text or "eof" in text or "truncated" in text or isinstance(exc, EOFError):
-            raise ModelFormatError(
-                f"Model file {name} is truncated or damaged; copy or download it again."
-            ) from None
-        raise ModelFormatError(
-            f"{name} is not a readable PyTorch model file ({type(exc).__name__}); choose an RVC .pth model, "
-            f"or copy it again if it was damaged."
-        ) from None
-
-
-def _unsupported_global(text: str) -> str:
-    """The blocked callable torch names in its refusal (e.g. ``posix.system``), as " (name)"."""
-    found = re.search(r"GLOBAL ([\w.]+)", text)
-    return f" ({found.group(1).rstrip('.')})" if found else ""
+    """An RVC model file through the one safe loader (:func:`engine.weights.safe_torch_load`):
+    tensors and plain containers only; every refusal is one sentence naming the file and what to use."""
+    return weights.safe_torch_load(path, what="RVC model", choose=CHOOSE_RVC_MODEL)
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -242,7 +197,7 @@ def _parse_config(obj: dict, name: str) -> SynthConfig:
             f"it was not written by RVC v1/v2."
         )
     version = obj.get("version", "v1") or "v1"
-    if version not in ("v1", "v2"):
+    if version not in VERSIONS:
         raise ModelFormatError(f"{name} declares RVC version {version!r}; AutoVoice runs v1 and v2 models.")
     f0 = obj.get("f0", 1)
     try:
@@ -250,12 +205,12 @@ def _parse_config(obj: dict, name: str) -> SynthConfig:
     except (TypeError, ValueError):
         raise ModelFormatError(f"{name} has an f0 flag of {f0!r} where 0 or 1 is expected.") from None
     phone = weight.get("enc_p.emb_phone.weight")
-    if phone is not None and phone.dim() == 2 and phone.shape[1] in (256, 768):
+    if phone is not None and phone.dim() == 2 and int(phone.shape[1]) in VERSION_OF_DIM:
         width = int(phone.shape[1])
-        if width != (256 if version == "v1" else 768):
+        if width != feature_dim(version):
             raise ModelFormatError(
                 f"{name} says it is an RVC {version} model but its weights take {width}-d features "
-                f"(RVC {'v1' if width == 256 else 'v2'}); the file's metadata is wrong."
+                f"(RVC {VERSION_OF_DIM[width]}); the file's metadata is wrong."
             )
     # RVC takes the speaker count from the embedding, not from the config.
     emb = weight.get("emb_g.weight")
@@ -267,11 +222,11 @@ def _parse_config(obj: dict, name: str) -> SynthConfig:
         raise ModelFormatError(f"{name} has an RVC config that cannot be read ({exc}); the file is damaged.") from None
     sr_field = obj.get("sr")
     if sr_field is not None:
-        sr_val = SR_NAMES.get(sr_field, sr_field) if isinstance(sr_field, str) else sr_field
-        try:
-            sr_val = int(sr_val)
-        except (TypeError, ValueError):
-            raise ModelFormatError(f"{name} has a sample rate of {sr_field!r}; expected 32k, 40k or 48k.") from None
+        sr_val = sample_rate_from_name(sr_field)
+        if sr_val is None:
+            raise ModelFormatError(
+                f"{name} has a sample rate of {sr_field!r}, which names no rate; expected a name like 40k (or Hz)."
+            )
         if sr_val != cfg.sample_rate:
             raise ModelFormatError(
                 f"{name} says {sr_field} but its config is for {cfg.sample_rate} Hz; the file's metadata is wrong."
@@ -370,7 +325,7 @@ def write_checkpoint(
     state = unfold_weight_norm(
         {k: v.detach().cpu() for k, v in model.state_dict().items()}, weight_norm_prefixes(model)
     )
-    sr_name = {v: k for k, v in SR_NAMES.items()}.get(cfg.sample_rate, cfg.sample_rate)
+    sr_name = f"{cfg.sample_rate // 1000}k" if cfg.sample_rate % 1000 == 0 else cfg.sample_rate
     opt: dict[str, Any] = OrderedDict()
     opt["weight"] = {k: v.half() for k, v in state.items()}
     opt["config"] = cfg.to_list()

@@ -1,24 +1,18 @@
-"""HuBERT-base / ContentVec content encoder for RVC, without fairseq.
+"""Content encoders as RVC uses them: 16 kHz audio -> content features for a v1 or v2 voice.
 
 RVC feeds 16 kHz audio through a fairseq HuBERT-base model (``hubert_base.pt``; in practice the
-ContentVec weights in HuBERT's layout) and takes
+ContentVec weights in HuBERT's layout) and takes the layer its version names
+(:mod:`engine.voices.rvc.versions`). The model is :mod:`engine.voices.rvc.hubert`; reading its
+checkpoints is :mod:`engine.voices.rvc.hubert_weights`; this module wraps either that model
+(:class:`TorchContentEncoder`) or an ONNX export (:class:`OnnxContentEncoder`) behind one interface.
 
-* v1 voices: the output of transformer layer 9, then ``final_proj`` (768 -> 256): ``(B, T, 256)``
-* v2 voices: the output of transformer layer 12 as is: ``(B, T, 768)``
-
-(fairseq ``extract_features(output_layer=L)`` is 1-based and, for HuBERT-base whose encoder is
-post-norm, returns layer L's output with no extra layer norm.)
-
-Frames: the conv feature extractor has a 400-sample receptive field and a 320-sample hop, so
-``N`` samples give ``(N - 400) // 320 + 1`` frames (50 per second). RVC's pitch runs at 100 frames
-per second (hop 160); :func:`features_to_f0_rate` repeats the last frame once and upsamples x2
+Frames: ``N`` samples give ``(N - 400) // 320 + 1`` frames (50 per second). RVC's pitch runs at 100
+frames per second (hop 160); :func:`features_to_f0_rate` repeats the last frame once and upsamples x2
 (nearest), as RVC's realtime code does, then trims to the pitch frame count::
 
     audio   |-------- N samples --------|
     hubert  [0][1][2]...[T-1] + [T-1]        (T = (N-400)//320 + 1, last frame repeated)
     x2      [0 0][1 1]...[T-1 T-1][T-1 T-1]  -> trimmed/padded to n_f0 frames (N//160 in RVC)
-
-Loading never runs pickled code: checkpoints go through :mod:`engine.weights`.
 
 ONNX content encoders (RVC's ``vec-256-layer-9.onnx`` / ``vec-768-layer-12.onnx``: ``(1, 1, N)`` in,
 ``(1, C, T)`` out) are supported through onnxruntime; the layout is detected from the shapes.
@@ -26,30 +20,29 @@ ONNX content encoders (RVC's ``vec-256-layer-9.onnx`` / ``vec-768-layer-12.onnx`
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, replace
+import warnings
 from pathlib import Path
-from typing import Any, Iterable, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from engine.errors import ModelFormatError, VoiceError
 from engine.voices.rvc.assets import CONTENT_ENCODER, missing_file_message
-from engine.weights import plain, read_safetensors, safe_torch_load
+from engine.voices.rvc.hubert import HubertConfig, HubertModel, hubert_base_config  # noqa: F401 (re-exported)
+from engine.voices.rvc.hubert_weights import (  # noqa: F401 (re-exported)
+    config_from_checkpoint,
+    hf_to_fairseq_state_dict,
+    load_hf_hubert,
+    load_hubert_checkpoint,
+)
+from engine.voices.rvc.versions import CONTENT_LAYERS, FEATURE_DIMS, Version
 
 SAMPLE_RATE = 16000
 HOP_SAMPLES = 320
 RECEPTIVE_FIELD_SAMPLES = 400
 F0_HOP_SAMPLES = 160
 
-Version = Literal["v1", "v2"]
-# RVC: (output_layer, apply final_proj)
-RVC_VERSION_LAYERS: dict[str, tuple[int, bool]] = {"v1": (9, True), "v2": (12, False)}
-RVC_VERSION_DIMS = {"v1": 256, "v2": 768}
 
 # File names users have for content encoders, in the order we look for them.
 CONTENT_ENCODER_FILE_NAMES = (
@@ -87,418 +80,6 @@ def features_to_f0_rate(feats: torch.Tensor, n_f0_frames: int) -> torch.Tensor:
     return torch.cat((feats, pad), dim=1)
 
 
-# --------------------------------------------------------------------------------------------
-# HuBERT architecture with fairseq's state-dict names
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HubertConfig:
-    """Architecture of a fairseq HuBERT model. Defaults: HuBERT-base (and ContentVec)."""
-
-    conv_layers: tuple[tuple[int, int, int], ...] = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
-    conv_bias: bool = False
-    extractor_mode: str = "default"  # "default": group norm in the first conv block only
-    embed_dim: int = 768
-    ffn_dim: int = 3072
-    num_layers: int = 12
-    num_heads: int = 12
-    pos_conv_kernel: int = 128
-    pos_conv_groups: int = 16
-    layer_norm_first: bool = False
-    final_dim: int = 256  # 0: no final_proj
-
-    @property
-    def hop_samples(self) -> int:
-        return math.prod(s for _, _, s in self.conv_layers)
-
-
-class _ConvBlock(nn.Module):
-    """fairseq ConvFeatureExtractionModel block; children indexed as fairseq's Sequential:
-    0 conv, 1 dropout, 2 group norm (first block in "default" mode) / layer norm, then GELU."""
-
-    def __init__(self, n_in: int, n_out: int, kernel: int, stride: int, bias: bool, norm: str | None):
-        super().__init__()
-        self.add_module("0", nn.Conv1d(n_in, n_out, kernel, stride=stride, bias=bias))
-        self.norm_kind = norm
-        if norm == "group":
-            self.add_module("2", nn.GroupNorm(n_out, n_out, affine=True))
-        elif norm == "layer":
-            # fairseq: Sequential(TransposeLast, Fp32LayerNorm, TransposeLast) at index 2
-            self.add_module("2", nn.Sequential())
-            self._modules["2"].add_module("1", nn.LayerNorm(n_out, elementwise_affine=True))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._modules["0"](x)
-        # fairseq's Fp32GroupNorm / Fp32LayerNorm: normalise in float32 whatever the model dtype.
-        if self.norm_kind == "group":
-            gn = self._modules["2"]
-            x = F.group_norm(x.float(), gn.num_groups, gn.weight.float(), gn.bias.float(), gn.eps).type_as(x)
-        elif self.norm_kind == "layer":
-            ln = self._modules["2"]._modules["1"]
-            y = F.layer_norm(x.transpose(1, 2).float(), ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps)
-            x = y.type_as(x).transpose(1, 2)
-        return F.gelu(x)
-
-
-class _FeatureExtractor(nn.Module):
-    def __init__(self, cfg: HubertConfig):
-        super().__init__()
-        self.conv_layers = nn.ModuleList()
-        n_in = 1
-        for i, (dim, k, s) in enumerate(cfg.conv_layers):
-            if cfg.extractor_mode == "layer_norm":
-                norm = "layer"
-            else:
-                norm = "group" if i == 0 else None
-            self.conv_layers.append(_ConvBlock(n_in, dim, k, s, cfg.conv_bias, norm))
-            n_in = dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, N) -> (B, C, T)"""
-        x = x.unsqueeze(1)
-        for block in self.conv_layers:
-            x = block(x)
-        return x
-
-
-class _PosConv(nn.Module):
-    """Convolutional relative position embedding with weight norm over dim 2, named as fairseq's
-    ``pos_conv.0.weight_g / weight_v / bias``; an even kernel drops the last output step (SamePad)."""
-
-    def __init__(self, dim: int, kernel: int, groups: int):
-        super().__init__()
-        self.kernel = kernel
-        self.groups = groups
-        self.weight_g = nn.Parameter(torch.ones(1, 1, kernel))
-        self.weight_v = nn.Parameter(torch.randn(dim, dim // groups, kernel) * 0.02)
-        self.bias = nn.Parameter(torch.zeros(dim))
-
-    def weight(self) -> torch.Tensor:
-        v = self.weight_v
-        norm = v.pow(2).sum(dim=(0, 1), keepdim=True).sqrt()
-        return self.weight_g * v / norm
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, C, T) -> (B, C, T)"""
-        y = F.conv1d(x, self.weight(), self.bias, padding=self.kernel // 2, groups=self.groups)
-        if self.kernel % 2 == 0:
-            y = y[:, :, :-1]
-        return F.gelu(y)
-
-
-class _SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"embedding dim {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.q_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, C)"""
-        b, t, c = x.shape
-        h = self.heads
-
-        def split(y: torch.Tensor) -> torch.Tensor:
-            return y.view(b, t, h, c // h).transpose(1, 2)
-
-        out = F.scaled_dot_product_attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)))
-        return self.out_proj(out.transpose(1, 2).reshape(b, t, c))
-
-
-class _EncoderLayer(nn.Module):
-    def __init__(self, dim: int, ffn_dim: int, heads: int, layer_norm_first: bool):
-        super().__init__()
-        self.layer_norm_first = layer_norm_first
-        self.self_attn = _SelfAttention(dim, heads)
-        self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
-        self.final_layer_norm = nn.LayerNorm(dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.layer_norm_first:
-            x = x + self.self_attn(self.self_attn_layer_norm(x))
-            return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
-        x = self.self_attn_layer_norm(x + self.self_attn(x))
-        return self.final_layer_norm(x + self.fc2(F.gelu(self.fc1(x))))
-
-
-class _TransformerEncoder(nn.Module):
-    def __init__(self, cfg: HubertConfig):
-        super().__init__()
-        self.layer_norm_first = cfg.layer_norm_first
-        self.pos_conv = nn.ModuleList([_PosConv(cfg.embed_dim, cfg.pos_conv_kernel, cfg.pos_conv_groups)])
-        self.layers = nn.ModuleList(
-            _EncoderLayer(cfg.embed_dim, cfg.ffn_dim, cfg.num_heads, cfg.layer_norm_first) for _ in range(cfg.num_layers)
-        )
-        self.layer_norm = nn.LayerNorm(cfg.embed_dim)
-
-    def forward(self, x: torch.Tensor, output_layer: int | None) -> torch.Tensor:
-        """x: (B, T, C); output_layer is 1-based (None: all layers, plus the final norm if pre-norm)."""
-        x = x + self.pos_conv[0](x.transpose(1, 2)).transpose(1, 2)
-        if not self.layer_norm_first:
-            x = self.layer_norm(x)
-        n = len(self.layers) if output_layer is None else output_layer
-        for layer in self.layers[:n]:
-            x = layer(x)
-        if self.layer_norm_first and output_layer is None:
-            x = self.layer_norm(x)
-        return x
-
-
-class HubertModel(nn.Module):
-    """fairseq HuBERT (inference only) with fairseq's parameter names, so that
-    ``load_state_dict(checkpoint["model"])`` works on real checkpoints."""
-
-    def __init__(self, cfg: HubertConfig = HubertConfig()):
-        super().__init__()
-        self.cfg = cfg
-        conv_dim = cfg.conv_layers[-1][0]
-        self.feature_extractor = _FeatureExtractor(cfg)
-        self.layer_norm = nn.LayerNorm(conv_dim)
-        self.post_extract_proj = nn.Linear(conv_dim, cfg.embed_dim) if conv_dim != cfg.embed_dim else None
-        self.encoder = _TransformerEncoder(cfg)
-        self.final_proj = nn.Linear(cfg.embed_dim, cfg.final_dim) if cfg.final_dim else None
-
-    def extract_features(self, source: torch.Tensor, output_layer: int | None = None) -> torch.Tensor:
-        """source: (B, N) 16 kHz float -> (B, T, embed_dim), T = (N - 400) // 320 + 1 for base."""
-        x = self.feature_extractor(source).transpose(1, 2)
-        x = self.layer_norm(x)
-        if self.post_extract_proj is not None:
-            x = self.post_extract_proj(x)
-        return self.encoder(x, output_layer)
-
-    def forward(self, source: torch.Tensor, output_layer: int | None = None, project: bool = False) -> torch.Tensor:
-        x = self.extract_features(source, output_layer)
-        if project:
-            if self.final_proj is None:
-                raise VoiceError("This content encoder has no final projection, so it cannot produce v1 (256-d) features; use RVC's hubert_base.pt.")
-            x = self.final_proj(x)
-        return x
-
-
-# Parameters in fairseq checkpoints that inference does not use.
-_UNUSED_KEYS_PREFIXES = ("label_embs_concat", "mask_emb", "target_glu", "encoder.layer_norm_first")
-
-
-def _count_indexed(keys: Iterable[str], prefix: str) -> int:
-    idx = set()
-    for k in keys:
-        if k.startswith(prefix):
-            head = k[len(prefix):].split(".", 1)[0]
-            if head.isdigit():
-                idx.add(int(head))
-    return max(idx) + 1 if idx else 0
-
-
-def _parse_conv_layers(spec: Any) -> tuple[tuple[int, int, int], ...] | None:
-    if isinstance(spec, str):
-        # fairseq stores e.g. "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"; evaluate it as
-        # data only: list literals, tuples of ints, + and * between them.
-        import ast
-
-        def ev(node: ast.AST) -> Any:
-            if isinstance(node, ast.Expression):
-                return ev(node.body)
-            if isinstance(node, ast.Constant) and isinstance(node.value, int):
-                return node.value
-            if isinstance(node, ast.List | ast.Tuple):
-                return [ev(e) for e in node.elts]
-            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mult):
-                a, b = ev(node.left), ev(node.right)
-                return a + b if isinstance(node.op, ast.Add) else a * b
-            raise ValueError("unsupported expression")
-
-        try:
-            spec = ev(ast.parse(spec, mode="eval"))
-        except (SyntaxError, ValueError, TypeError):
-            return None
-    if isinstance(spec, list) and all(isinstance(t, list | tuple) and len(t) == 3 for t in spec):
-        return tuple((int(a), int(b), int(c)) for a, b, c in spec)
-    return None
-
-
-def _normalise_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Accept re-saved checkpoints whose weight norm uses torch's parametrization names."""
-    out = {}
-    for k, v in sd.items():
-        k = k.replace("encoder.pos_conv.0.parametrizations.weight.original0", "encoder.pos_conv.0.weight_g")
-        k = k.replace("encoder.pos_conv.0.parametrizations.weight.original1", "encoder.pos_conv.0.weight_v")
-        out[k] = v
-    return out
-
-
-def config_from_checkpoint(sd: dict[str, torch.Tensor], model_cfg: dict[str, Any] | None = None) -> HubertConfig:
-    """Architecture from a state dict's shapes, completed by the checkpoint's config where shapes
-    cannot tell (heads, norm placement, strides)."""
-    model_cfg = model_cfg or {}
-    keys = list(sd)
-    n_conv = _count_indexed(keys, "feature_extractor.conv_layers.")
-    n_layers = _count_indexed(keys, "encoder.layers.")
-    if n_conv == 0 or n_layers == 0 or "encoder.pos_conv.0.weight_v" not in sd:
-        raise ValueError("not a fairseq HuBERT state dict")
-    conv_from_cfg = _parse_conv_layers(model_cfg.get("conv_feature_layers"))
-    shapes = [tuple(sd[f"feature_extractor.conv_layers.{i}.0.weight"].shape) for i in range(n_conv)]
-    if conv_from_cfg is not None and len(conv_from_cfg) == n_conv:
-        conv_layers = conv_from_cfg
-    else:
-        # HuBERT/wav2vec 2.0 convention: kernel 10 stride 5, other kernels stride 2.
-        conv_layers = tuple((s[0], s[2], 5 if s[2] == 10 else 2) for s in shapes)
-    for (dim, k, _), s in zip(conv_layers, shapes):
-        if s[0] != dim or s[2] != k:
-            raise ValueError("conv layer shapes disagree with the checkpoint's configuration")
-    embed_dim = sd["encoder.layers.0.fc1.weight"].shape[1]
-    v = sd["encoder.pos_conv.0.weight_v"]
-    mode = "layer_norm" if "feature_extractor.conv_layers.0.2.1.weight" in sd else "default"
-    heads = model_cfg.get("encoder_attention_heads")
-    if not isinstance(heads, int) or heads <= 0:
-        heads = 12 if embed_dim == 768 else max(1, embed_dim // 64)
-    lnf = model_cfg.get("layer_norm_first")
-    final = sd.get("final_proj.weight")
-    return HubertConfig(
-        conv_layers=conv_layers,
-        conv_bias="feature_extractor.conv_layers.0.0.bias" in sd,
-        extractor_mode=mode,
-        embed_dim=embed_dim,
-        ffn_dim=sd["encoder.layers.0.fc1.weight"].shape[0],
-        num_layers=n_layers,
-        num_heads=heads,
-        pos_conv_kernel=v.shape[2],
-        pos_conv_groups=embed_dim // v.shape[1],
-        layer_norm_first=bool(lnf) if isinstance(lnf, bool) else mode == "layer_norm",
-        final_dim=0 if final is None else final.shape[0],
-    )
-
-
-def _checkpoint_model_config(ckpt: dict[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    args = plain(ckpt.get("args"))
-    if isinstance(args, dict):
-        merged.update(args)
-    cfg = plain(ckpt.get("cfg"))
-    if isinstance(cfg, dict) and isinstance(cfg.get("model"), dict):
-        merged.update({k: v for k, v in cfg["model"].items() if v is not None})
-    return merged
-
-
-def load_hubert_checkpoint(path: str | os.PathLike) -> HubertModel:
-    """Load a fairseq HuBERT/ContentVec checkpoint (``hubert_base.pt``) into :class:`HubertModel`, in eval()."""
-    path = Path(path)
-    ckpt = safe_torch_load(path, what="content encoder")
-    if not isinstance(ckpt, dict):
-        raise ModelFormatError(f"{path.name} is not a fairseq HuBERT/ContentVec checkpoint; use RVC's hubert_base.pt.")
-    sd = ckpt.get("model", ckpt)
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ModelFormatError(f"{path.name} holds no model weights where a fairseq checkpoint keeps them; use RVC's hubert_base.pt.")
-    model_cfg = _hf_config_near(path) if _is_hf_layout(sd) else _checkpoint_model_config(ckpt)
-    return _model_from_state_dict(path, _normalise_state_dict(sd), model_cfg)
-
-
-def _model_from_state_dict(path: Path, sd: dict[str, torch.Tensor], model_cfg: dict[str, Any]) -> HubertModel:
-    if _is_hf_layout(sd):
-        sd = hf_to_fairseq_state_dict(sd)
-        if any(k.startswith("feature_extractor.conv_layers.") and ".layer_norm." in k for k in sd):
-            raise ModelFormatError(f"{path.name} is a HuBERT-large-style model (layer-norm feature extractor), not the HuBERT-base/ContentVec RVC uses; use RVC's hubert_base.pt.")
-    try:
-        cfg = config_from_checkpoint(sd, model_cfg)
-    except (ValueError, KeyError, IndexError) as exc:
-        raise ModelFormatError(f"{path.name} is not a fairseq HuBERT/ContentVec checkpoint ({exc}); use RVC's hubert_base.pt.") from None
-    model = HubertModel(cfg)
-    wanted = {k: v for k, v in sd.items() if not k.startswith(_UNUSED_KEYS_PREFIXES)}
-    try:
-        missing, unexpected = model.load_state_dict(wanted, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        first = str(exc).strip().splitlines()[-1].strip()[:160]
-        raise ModelFormatError(f"{path.name} does not match the HuBERT layout ({first}); use RVC's hubert_base.pt.") from None
-    if missing or unexpected:
-        bad = (missing or unexpected)[:3]
-        raise ModelFormatError(
-            f"{path.name} does not match the HuBERT layout ({'missing' if missing else 'unexpected'} weights {', '.join(bad)}); use RVC's hubert_base.pt."
-        )
-    return model.eval()
-
-
-# Hugging Face transformers layout (HubertModel / ContentVec ports with a top-level final_proj).
-_HF_RENAMES = (
-    ("feature_projection.layer_norm.", "layer_norm."),
-    ("feature_projection.projection.", "post_extract_proj."),
-    ("encoder.pos_conv_embed.conv.parametrizations.weight.original0", "encoder.pos_conv.0.weight_g"),
-    ("encoder.pos_conv_embed.conv.parametrizations.weight.original1", "encoder.pos_conv.0.weight_v"),
-    ("encoder.pos_conv_embed.conv.", "encoder.pos_conv.0."),
-    (".attention.", ".self_attn."),
-    (".feed_forward.intermediate_dense.", ".fc1."),
-    (".feed_forward.output_dense.", ".fc2."),
-)
-
-
-def _is_hf_layout(sd: dict[str, torch.Tensor]) -> bool:
-    return any(k.startswith(("hubert.", "feature_projection.", "encoder.pos_conv_embed.")) or ".attention.q_proj." in k for k in sd)
-
-
-def hf_to_fairseq_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a transformers HubertModel state dict to fairseq's names (values untouched)."""
-    out: dict[str, torch.Tensor] = {}
-    for k, v in sd.items():
-        if k.startswith("hubert."):
-            k = k[len("hubert."):]
-        if k == "masked_spec_embed":
-            continue
-        for a, b in _HF_RENAMES:
-            k = k.replace(a, b)
-        if k.startswith("feature_extractor.conv_layers."):
-            # conv_layers.i.conv.weight -> conv_layers.i.0.weight; group norm conv_layers.0.layer_norm -> .2
-            k = k.replace(".conv.weight", ".0.weight").replace(".conv.bias", ".0.bias")
-            if k.startswith("feature_extractor.conv_layers.0.layer_norm."):
-                k = k.replace(".layer_norm.", ".2.")
-        if k.startswith("encoder.layers.") and ".layer_norm." in k:
-            k = k.replace(".layer_norm.", ".self_attn_layer_norm.")
-        out[k] = v
-    return out
-
-
-def _hf_config_near(path: Path) -> dict[str, Any]:
-    import json
-
-    cfg_path = path.parent / "config.json"
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, Any] = {}
-    if isinstance(cfg.get("num_attention_heads"), int):
-        out["encoder_attention_heads"] = cfg["num_attention_heads"]
-    if isinstance(cfg.get("do_stable_layer_norm"), bool):
-        out["layer_norm_first"] = cfg["do_stable_layer_norm"]
-    dims, kernels, strides = cfg.get("conv_dim"), cfg.get("conv_kernel"), cfg.get("conv_stride")
-    if all(isinstance(v, list) for v in (dims, kernels, strides)) and len(dims) == len(kernels) == len(strides):
-        out["conv_feature_layers"] = [list(t) for t in zip(dims, kernels, strides)]
-    return out
-
-
-def load_hf_hubert(path: str | os.PathLike) -> HubertModel:
-    """A transformers-layout HuBERT/ContentVec (``pytorch_model.bin`` or ``model.safetensors``, with
-    its ``config.json`` beside it if present) into :class:`HubertModel`."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        sd = read_safetensors(path)
-    else:
-        sd = safe_torch_load(path, what="content encoder")
-        if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-            sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not _is_hf_layout(sd):
-        raise ModelFormatError(f"{path.name} is not a HuBERT/ContentVec model; use RVC's hubert_base.pt.")
-    return _model_from_state_dict(path, _normalise_state_dict(sd), _hf_config_near(path))
-
-
-# --------------------------------------------------------------------------------------------
-# Content encoders as RVC uses them
-# --------------------------------------------------------------------------------------------
-
 
 def _as_batch(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32) if not isinstance(audio, torch.Tensor) else audio)
@@ -516,7 +97,7 @@ class ContentEncoder:
     versions: tuple[str, ...] = ()
 
     def output_dim(self, version: Version) -> int:
-        return RVC_VERSION_DIMS[version]
+        return FEATURE_DIMS[version]
 
     def encode(self, audio: np.ndarray | torch.Tensor, version: Version) -> torch.Tensor:
         """audio: (N,) or (B, N) float at 16 kHz -> (B, T, 256 for v1 | 768 for v2) float32 on CPU or
@@ -524,13 +105,13 @@ class ContentEncoder:
         raise NotImplementedError
 
     def _check_version(self, version: str) -> None:
-        if version not in RVC_VERSION_LAYERS:
+        if version not in CONTENT_LAYERS:
             raise VoiceError(f"Unknown RVC model version {version!r}: it must be v1 or v2.")
         if version not in self.versions:
-            have = " and ".join(f"{v} ({RVC_VERSION_DIMS[v]}-d)" for v in self.versions) or "no"
+            have = " and ".join(f"{v} ({FEATURE_DIMS[v]}-d)" for v in self.versions) or "no"
             name = self.path.name if self.path else "This content encoder"
             raise VoiceError(
-                f"{name} gives {have} features but the voice is an RVC {version} model needing {RVC_VERSION_DIMS[version]}-d features; use RVC's hubert_base.pt."
+                f"{name} gives {have} features but the voice is an RVC {version} model needing {FEATURE_DIMS[version]}-d features; use RVC's hubert_base.pt."
             )
 
 
@@ -541,24 +122,85 @@ class TorchContentEncoder(ContentEncoder):
                  dtype: torch.dtype = torch.float32):
         # dtype=torch.float16 on a GPU is what RVC does with is_half; features come out in ``dtype``.
         self.model = model.to(device=device, dtype=dtype).eval()
+        self._dtype = dtype
         self.path = path
         self.device = torch.device(device)
         versions = []
         n = model.cfg.num_layers
-        if n >= RVC_VERSION_LAYERS["v1"][0] and model.final_proj is not None:
+        if n >= CONTENT_LAYERS["v1"][0] and model.final_proj is not None:
             versions.append("v1")
-        if n >= RVC_VERSION_LAYERS["v2"][0]:
+        if n >= CONTENT_LAYERS["v2"][0]:
             versions.append("v2")
         self.versions = tuple(versions)
 
     def output_dim(self, version: Version) -> int:
         return self.model.cfg.final_dim if version == "v1" else self.model.cfg.embed_dim
 
+    def int8(self) -> "TorchContentEncoder":
+        """A copy of this encoder whose linear layers (the transformer's, ~90 % of its multiply-adds)
+        run in int8 (torch dynamic quantisation: weights int8 per tensor, activations quantised per
+        call), for the live path on a CPU. ``self`` where that cannot work (a GPU, fp16, or a torch
+        without quantised kernels). The copy costs ~90 MB; the float model stays for offline work."""
+        if self.device.type != "cpu" or next(self.model.parameters()).dtype != torch.float32:
+            return self
+        try:
+            from torch.ao.quantization import quantize_dynamic
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch >= 2.10 points at torchao; the kernels are the same
+                model = quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+        except (ImportError, AttributeError, RuntimeError):
+            return self
+        out = TorchContentEncoder.__new__(TorchContentEncoder)
+        out.model, out.path, out.device, out.versions = model.eval(), self.path, self.device, self.versions
+        out._dtype = torch.float32
+        return out
+
+    @torch.inference_mode()
+    def window_stats(self, window: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The conv front end's group-norm statistics over ``window`` ((N,) 16 kHz): see
+        ``HubertModel.feature_extractor.window_stats``."""
+        return self.model.feature_extractor.window_stats(_as_batch(window).to(self.device, dtype=self._dtype))
+
+    @torch.inference_mode()
+    def first_conv_sums(self, audio: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per content frame sums of the first conv's outputs and squares, (512, K) float64 each, from
+        which :meth:`stats_from_sums` makes :meth:`window_stats`; None without a group norm."""
+        if self.model.feature_extractor.window_stats(torch.zeros(1, 400, device=self.device, dtype=self._dtype)) is None:
+            return None
+        s1, s2 = self.model.feature_extractor.first_conv_sums(_as_batch(audio).to(self.device, dtype=self._dtype))
+        return s1[0].cpu().numpy(), s2[0].cpu().numpy()
+
+    def stats_from_sums(self, s1: np.ndarray, s2: np.ndarray, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(512, K) sums over ``count`` outputs -> (mean, variance), each (1, 512, 1) float32."""
+        mean = s1.sum(axis=1) / count
+        var = np.maximum(s2.sum(axis=1) / count - mean**2, 0.0)
+        as_t = (lambda a: torch.from_numpy(a.astype(np.float32)).reshape(1, -1, 1).to(self.device))
+        return as_t(mean), as_t(var)
+
+    @torch.inference_mode()
+    def conv_features(self, audio: np.ndarray | torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The local half of the encoder: (N,) 16 kHz -> (1, 512, T) float32 on the CPU, normalised
+        with ``stats`` (:meth:`window_stats` of the longer signal ``audio`` is part of; default its
+        own), so a slice gives the frames the whole window would."""
+        x = _as_batch(audio).to(self.device, dtype=self._dtype)
+        return self.model.feature_extractor(x, stats).float().cpu()
+
+    @torch.inference_mode()
+    def encode_conv(self, conv: np.ndarray | torch.Tensor, version: Version) -> torch.Tensor:
+        """The transformer half: conv features (1, 512, T) -> (1, T, 256 | 768) float32."""
+        self._check_version(version)
+        layer, project = CONTENT_LAYERS[version]
+        c = torch.as_tensor(conv).to(self.device, dtype=self._dtype)
+        if c.dim() == 2:
+            c = c.unsqueeze(0)
+        return self.model(None, output_layer=layer, project=project, conv=c).float()
+
     @torch.inference_mode()
     def encode(self, audio: np.ndarray | torch.Tensor, version: Version) -> torch.Tensor:
         self._check_version(version)
-        layer, project = RVC_VERSION_LAYERS[version]
-        x = _as_batch(audio).to(self.device, dtype=next(self.model.parameters()).dtype)
+        layer, project = CONTENT_LAYERS[version]
+        x = _as_batch(audio).to(self.device, dtype=self._dtype)
         if x.shape[1] < RECEPTIVE_FIELD_SAMPLES:
             return x.new_zeros((x.shape[0], 0, self.output_dim(version)))
         return self.model(x, output_layer=layer, project=project)
@@ -664,8 +306,3 @@ def find_content_encoder(models_dir: str | os.PathLike, version: Version | None 
         if (folder / name).is_file():
             return folder / name
     raise VoiceError(missing_file_message(CONTENT_ENCODER.file_name, CONTENT_ENCODER.what, folder))
-
-
-def hubert_base_config(**changes: Any) -> HubertConfig:
-    """HuBERT-base's architecture, optionally changed (tests build tiny ones)."""
-    return replace(HubertConfig(), **changes)

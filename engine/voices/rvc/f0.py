@@ -30,6 +30,7 @@ from torch import nn
 from engine.errors import ModelFormatError, VoiceError
 from engine.voices.rvc.assets import RMVPE as RMVPE_ASSET
 from engine.voices.rvc.assets import missing_file_message
+from engine.weights import load_weights, safe_torch_load
 
 SAMPLE_RATE = 16000
 HOP_SAMPLES = 160
@@ -219,7 +220,7 @@ class FcpePitch:
         weights = torchfcpe_dir() / "assets" / "fcpe_c_v001.pt"
         if not weights.is_file():
             raise VoiceError(f"torchfcpe's bundled weights {weights} are missing: reinstall it with `pip install --force-reinstall --no-deps torchfcpe`.")
-        ckpt = torch.load(weights, map_location="cpu", weights_only=True)
+        ckpt = safe_torch_load(weights, what="FCPE pitch model", choose="torchfcpe's bundled model (reinstall torchfcpe)")
         cfg = ckpt["config_dict"]
         m, mel = cfg["model"], cfg["mel"]
         self.model = models.CFNaiveMelPE(
@@ -441,7 +442,7 @@ def salience_to_f0(salience: np.ndarray, threshold: float = 0.03) -> np.ndarray:
 
 
 class RmvpePitch:
-    """RMVPE from a user's ``rmvpe.pt`` (a plain state dict, loaded with weights_only=True)."""
+    """RMVPE from a user's ``rmvpe.pt`` (a plain state dict, read through :mod:`engine.weights`)."""
 
     name = "rmvpe"
     FILE_NAME = RMVPE_ASSET.file_name
@@ -450,10 +451,7 @@ class RmvpePitch:
         path = Path(path)
         if not path.is_file():
             raise VoiceError(missing_file_message(path.name, RMVPE_ASSET.what, path.parent))
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ModelFormatError(f"{path.name} could not be loaded as a weights-only PyTorch file ({str(exc).splitlines()[0][:160]}); use RVC's rmvpe.pt.") from None
+        sd = load_weights(path, what="pitch model", choose="RVC's rmvpe.pt")
         if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
             sd = sd["model"]
         try:

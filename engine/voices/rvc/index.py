@@ -29,13 +29,12 @@ import numpy as np
 import torch
 
 from engine.errors import ModelFormatError, VoiceError
+from engine.voices.rvc.versions import VERSION_OF_DIM as _VERSION_OF_DIM
 
 DEFAULT_K = 8
 # Squared distances are floored here: an exact match would make RVC's 1/d^2 infinite (NaN after
 # normalising); with the floor an exact match simply dominates the mean.
 _MIN_SQUARED_DISTANCE = 1e-12
-
-_VERSION_OF_DIM = {256: "v1", 768: "v2"}
 
 
 def added_name_for(trained_name: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelFormatError, VoiceError
+from engine.voices.rvc.versions import FEATURE_DIMS, VERSION_OF_DIM, sample_rate_from_name
 
 Z_NOISE_SCALE = 0.66666
 RVC_INPUTS = ("phone", "phone_lengths", "pitch", "pitchf", "ds", "rnd")
@@ -39,7 +40,6 @@ WOKADA_INPUTS = ("feats", "p_len", "pitch", "pitchf", "sid")
 WOKADA_NONO_INPUTS = ("feats", "p_len", "sid")
 WOKADA_OPTIONAL = ("skip_head", "return_length", "formant_length")
 PINNED_PREFIX = "pinned_random_"
-SR_BY_NAME = {"32k": 32000, "40k": 40000, "48k": 48000}
 CUDA_PROVIDER = "CUDAExecutionProvider"
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,12 @@ class OnnxSynthesizer:
         return self.sample_rate // 100
 
     @property
+    def supports_formant(self) -> bool:
+        """Whether the graph can stretch its decoder (w-okada's ``formant_length`` input). RVC's own
+        export contract has no such input, so formant shifting cannot run inside those graphs."""
+        return self.contract == "wokada" and "formant_length" in self._input_names()
+
+    @property
     def provider(self) -> str:
         return self.providers[0] if self.providers else "unknown"
 
@@ -135,10 +141,13 @@ class OnnxSynthesizer:
         noise_z: np.ndarray | None = None,
         noise_nsf: np.ndarray | None = None,
         rng: np.random.Generator | None = None,
+        formant_length: int | None = None,
     ) -> np.ndarray:
         """phone: (1, T, C) float, phone_lengths: (1,) int64 (None: T), pitch: (1, T) int64,
         nsff0: (1, T) float Hz (both ignored for no-pitch models), sid: speaker id
-        -> audio (1, 1, T * hop) float32.
+        -> audio (1, 1, T * hop) float32, or (1, 1, formant_length * hop) when ``formant_length`` is
+        given (RVC's ``return_length2``: the decoder stretched to that many frames; only graphs with a
+        ``formant_length`` input, see :attr:`supports_formant`).
 
         noise_z (1, 192, T) standard normal for the prior (RVC contract only; w-okada graphs draw their
         own unless pinned); noise_nsf (1, 1, T * hop) only for graphs loaded with ``pin_noise=True``.
@@ -148,7 +157,7 @@ class OnnxSynthesizer:
         if c != self.feature_dim:
             raise VoiceError(
                 f"{Path(self.path).name} takes {self.feature_dim}-d content features, not {c}-d; "
-                f"use a {'v1' if self.feature_dim == 256 else 'v2'} content encoder."
+                f"use a {VERSION_OF_DIM.get(self.feature_dim, 'v2')} content encoder."
             )
         if phone_lengths is None:
             phone_lengths = np.full((b,), t, dtype=np.int64)
@@ -167,7 +176,7 @@ class OnnxSynthesizer:
             feeds["feats"] = phone.astype(ft)
             feeds["p_len"] = np.asarray(phone_lengths, dtype=np.int64)
             feeds["sid"] = sid_arr
-            extra = {"skip_head": 0, "return_length": t, "formant_length": t}
+            extra = {"skip_head": 0, "return_length": t, "formant_length": t if formant_length is None else int(formant_length)}
             for name in self._input_names():
                 if name in extra:
                     feeds[name] = np.array(extra[name], dtype=np.int64)
@@ -299,9 +308,9 @@ def load_onnx_synthesizer(
     phone_in = inputs["phone" if contract == "rvc" else "feats"]
     float_type = np.float16 if phone_in.type == "tensor(float16)" else np.float32
     feature_dim = phone_in.shape[2] if isinstance(phone_in.shape[2], int) else int(meta.get("feature_dim", 0) or 0)
-    if feature_dim not in (256, 768):
+    if feature_dim not in VERSION_OF_DIM:
         raise ModelFormatError(f"{name} takes {feature_dim or 'unknown'}-d content features; RVC uses 256 or 768.")
-    version = meta.get("version") if meta.get("version") in ("v1", "v2") else ("v1" if feature_dim == 256 else "v2")
+    version = meta.get("version") if meta.get("version") in FEATURE_DIMS else VERSION_OF_DIM[feature_dim]
     used = list(session.get_providers())
     fallback = ""
     if CUDA_PROVIDER in wanted and CUDA_PROVIDER not in used:
@@ -325,11 +334,7 @@ def load_onnx_synthesizer(
     )
     sr = meta.get("sr")
     if sr is not None:
-        sr_val = SR_BY_NAME.get(sr, sr)
-        try:
-            synth.sample_rate = int(sr_val)
-        except ValueError:
-            synth.sample_rate = 0
+        synth.sample_rate = sample_rate_from_name(sr) or 0
     if synth.sample_rate <= 0:
         synth.sample_rate = _probe_sample_rate(synth)
     return synth

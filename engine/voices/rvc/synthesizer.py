@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine.voices.rvc.versions import feature_dim, sample_rate_from_name
+
 LRELU_SLOPE = 0.1
 Z_NOISE_SCALE = 0.66666  # RVC's inference-time temperature on the prior, to the digit it uses
 SINE_AMP = 0.1
@@ -72,7 +74,7 @@ class SynthConfig:
         v = list(values)
         sr = v[17]
         if isinstance(sr, str):
-            sr = SR_NAMES[sr]
+            sr = sample_rate_from_name(sr) or SR_NAMES[sr]  # any "<n>k"; KeyError for what names no rate
         return cls(
             spec_channels=int(v[0]),
             segment_size=int(v[1]),
@@ -120,7 +122,7 @@ class SynthConfig:
 
     @property
     def feature_dim(self) -> int:
-        return 256 if self.version == "v1" else 768
+        return feature_dim(self.version)
 
     @property
     def hop_samples(self) -> int:
@@ -533,6 +535,7 @@ class SynthesizerTrn(nn.Module):
         sine_phase0: torch.Tensor | None = None,
         flow_context: int = FLOW_CONTEXT_FRAMES,
         decoder_context: int = 0,
+        formant_length: int | None = None,
     ) -> torch.Tensor:
         """Convert one window; with ``skip_head``/``return_length`` decode only frames [head, head+length).
 
@@ -548,7 +551,11 @@ class SynthesizerTrn(nn.Module):
         neighbours. The flow's receptive field is exactly +-24 frames and it is cheap, so it gets 24,
         as RVC's current realtime code does; the decoder is most of the cost and gets 0 by default
         (its receptive field is about +-11 frames).
-        Returns audio (B, 1, length * hop) at ``self.sample_rate``.
+        formant_length: RVC's ``return_length2`` (formant shift): the decoder's input latent (B, I, length)
+        and NSF source (B, 1, length * hop) are stretched linearly to ``formant_length`` frames before
+        decoding, as RVC's GeneratorNSF does with ``n_res``; needs decoder_context=0. The caller
+        resamples the result back (see ``voice.py``).
+        Returns audio (B, 1, length * hop) at ``self.sample_rate``, or (B, 1, formant_length * hop).
 
         ::
 
@@ -590,6 +597,13 @@ class SynthesizerTrn(nn.Module):
                 nsff0.float(), upp, noise_nsf.to(phone.device).float(), sine_phase0, d_lo, d_hi - d_lo
             )
             source = source.to(param.dtype)
+        if formant_length is not None and int(formant_length) != length:
+            if d_lo != head or d_hi != head + length:
+                raise ValueError("formant_length needs decoder_context=0")
+            n2 = int(formant_length)
+            z = F.interpolate(z * x_mask, size=n2, mode="linear")
+            source = None if source is None else F.interpolate(source, size=n2 * upp, mode="linear")
+            return self.dec(z, g, source)
         audio = self.dec(z * x_mask, g, source)
         return audio[:, :, (head - d_lo) * upp : (head - d_lo + length) * upp]
 

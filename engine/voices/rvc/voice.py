@@ -13,16 +13,34 @@ samples at 16 kHz, ``hop = sample_rate / 100`` samples at the model rate)::
     SOLA:  chunk of R frames -> B frames out; C frames kept to crossfade into the next call,
            S frames of search for the best splice offset.
 
-* content features: HuBERT on the whole 16 kHz window (that is the model's context), retrieval
-  blending only on decoded frames, x2 to 100 frames/s;
+* content features: HuBERT's transformer on the whole 16 kHz window (that is the model's context),
+  as RVC does. Its conv front end is local (frame t reads samples [320 t, 320 t + 400)) but for the
+  first layer's group norm over the window, so the ``default`` and ``small-cpu`` live settings keep
+  its output in a cache at 50 frames/s and compute only the newest F = B / 2 + 3 frames, normalised
+  with the current window's statistics; older frames keep the statistics of the window they were
+  new in (the ``exact`` setting recomputes everything)::
+
+      conv cache      [.......... frames of earlier blocks ..........|<- F fresh ->]
+      conv input                                            [1 frame +|<- F fresh ->]
+      transformer     [................... the whole window ...........................]
+
+  Retrieval blending runs on decoded frames only, then x2 to 100 frames/s;
 * pitch: estimated only on the newest ``B * 160 + 800`` samples; frames 3..-1 of that estimate go to a
   per-frame cache (as RVC does), older frames keep their values; transposition is applied at
   synthesis, so changing it takes effect at once;
 * noise for the prior and the NSF source is drawn once per absolute frame (rings that shift with the
   window), and the NSF sine phase is carried between calls, so the overlap that SOLA crossfades is
   the same signal in both calls;
+* formant (``formant_st``, RVC's realtime semantics): with factor = 2^(formant/12), pitch is taken
+  ``formant`` semitones lower, the decoder is stretched from R to R2 = ceil(R * factor) frames (NSF F0
+  scaled by R2 / R so the stretched sine keeps that pitch), and its output resampled from
+  floor(factor * sr / 100) to sr / 100 samples per frame: R frames again, every frequency times
+  ~factor, so the spectral envelope moves by ``formant`` semitones and the pitch lands back on the
+  transposed one. 0 takes the plain path, bit for bit;
 * latency: the output is the input delayed by ``(C + S + L) * hop`` samples (plus the one block the
   pipeline buffers before calling us).
+
+Parameters arrive validated by the engine (``ParamSpec.validate`` at the edge) and are trusted here.
 """
 
 from __future__ import annotations
@@ -39,12 +57,23 @@ from engine.dsp.resample import resample
 from engine.dsp.sola import Sola
 from engine.errors import ConfigError, VoiceError
 from engine.voices.base import ParamSpec
+from engine.voices.rvc.presets import (
+    DEFAULT_PRESET,
+    LIVE_PRESETS,
+    cpu_has_native_bf16,
+    live_preset,
+    suggest_preset,
+)
+from engine.voices.rvc.versions import feature_dim
 
 FRAME_MS = 10
 SR_16K = 16000
 F16 = 160  # 16 kHz samples per frame
 PITCH_TAIL_EXTRA_16K = 800  # RVC realtime: pitch on block + 800 samples (50 ms) of the newest input
 SOLA_SEARCH_FRAMES = 1  # 10 ms, as RVC
+C16 = 320  # 16 kHz samples per content frame (50 frames/s)
+CONV_REFRESH_MS = 1000.0  # every cached conv frame gets the current window's statistics at least this often
+FORMANT_RANGE_ST = 2.0  # RVC's realtime GUI: -2..2 in steps of 0.05
 
 
 def _round_frames(ms: float, multiple: int = 1) -> int:
@@ -52,10 +81,13 @@ def _round_frames(ms: float, multiple: int = 1) -> int:
     return max(multiple, int(math.ceil(frames / multiple)) * multiple)
 
 
-def rvc_param_specs(speakers: int = 1, f0: bool = True) -> tuple[ParamSpec, ...]:
+def rvc_param_specs(speakers: int = 1, f0: bool = True, formant: bool = True) -> tuple[ParamSpec, ...]:
+    presets = ", ".join(f"{p.name}: {p.description}" for p in LIVE_PRESETS.values())
     specs = [
         ParamSpec("transpose_st", "Transpose", 0.0, -24.0, 24.0, 1.0, "st", help="Pitch shift in semitones.",
                   aliases=("transpose",)),
+        ParamSpec("formant_st", "Formant", 0.0, -FORMANT_RANGE_ST, FORMANT_RANGE_ST, 0.05, "st", aliases=("formant",),
+                  help="Moves the voice's resonances (vocal-tract size) without changing pitch: + smaller/brighter, - bigger/darker (RVC's formant)."),
         ParamSpec("index_rate", "Index rate", 0.5, 0.0, 1.0, 0.05,
                   help="How much of the voice's retrieval index to blend into the content (needs an index)."),
         ParamSpec("protect", "Protect consonants", 0.33, 0.0, 0.5, 0.01,
@@ -68,7 +100,11 @@ def rvc_param_specs(speakers: int = 1, f0: bool = True) -> tuple[ParamSpec, ...]
         ParamSpec("block_ms", "Block", 250.0, 20.0, 1000.0, 20.0, "ms", help="Applies when the voice is loaded.", reloads=True),
         ParamSpec("extra_ms", "Context", 2500.0, 200.0, 5000.0, 100.0, "ms", help="Applies when the voice is loaded.", reloads=True),
         ParamSpec("crossfade_ms", "Crossfade", 50.0, 10.0, 500.0, 10.0, "ms", help="Applies when the voice is loaded.", reloads=True),
+        ParamSpec("live_preset", "Live setting", DEFAULT_PRESET, choices=tuple(LIVE_PRESETS), reloads=True,
+                  help=f"Applies when the voice is loaded; a preset's own block/context/crossfade replace the values above. {presets}"),
     ]
+    if not formant:
+        specs = [s for s in specs if s.name != "formant_st"]
     if not f0:
         specs = [s for s in specs if s.name not in ("transpose_st", "protect", "f0_method")]
     return tuple(specs)
@@ -84,6 +120,9 @@ class _State:
     phase0: float  # NSF sine phase (cycles) at window frame 0
     generator: torch.Generator
     sola: dict
+    conv50: np.ndarray | None = None  # (512, W // 2 - 1) the encoder's conv features at 50 frames/s (cached paths)
+    refresh_at: int = 0  # next cached conv frame the rolling refresh recomputes
+    conv_sums: tuple[np.ndarray, np.ndarray] | None = None  # (512, W // 2) first-conv sums per frame
     calls: int = 0
 
 
@@ -105,7 +144,22 @@ class RVCVoice:
         decoder_context_ms: float = 0.0,
         models_dir: str | Path | None = None,
         seed: int = 0,
+        live_preset: str = DEFAULT_PRESET,
+        feature_cache: bool | None = None,
+        encoder_int8: bool | None = None,
+        decoder_bf16: bool | None = None,
     ):
+        """``live_preset`` names how the live path does its work (``presets.LIVE_PRESETS``); its own
+        block/extra/crossfade, where it has them, replace the ones given. ``feature_cache``,
+        ``encoder_int8`` and ``decoder_bf16`` override the preset's choices (for tests and benchmarks)."""
+        preset = _preset_or_refuse(live_preset)
+        self.live_preset = preset.name
+        block_ms = preset.block_ms if preset.block_ms is not None else block_ms
+        extra_ms = preset.extra_ms if preset.extra_ms is not None else extra_ms
+        crossfade_ms = preset.crossfade_ms if preset.crossfade_ms is not None else crossfade_ms
+        feature_cache = preset.feature_cache if feature_cache is None else bool(feature_cache)
+        encoder_int8 = preset.encoder_int8 if encoder_int8 is None else bool(encoder_int8)
+        decoder_bf16 = preset.decoder_bf16 if decoder_bf16 is None else bool(decoder_bf16)
         self.synth = synthesizer
         # a torch SynthesizerTrn has .cfg; an OnnxSynthesizer gets the few fields we read
         cfg = synthesizer.cfg if hasattr(synthesizer, "cfg") else _OnnxCfg(synthesizer)
@@ -139,10 +193,35 @@ class RVCVoice:
         self.hop_samples = self.block_frames * self.frame
         self.latency_samples = (self.crossfade_frames + self.search_frames + self.lookahead_frames) * self.frame
         self._sola = Sola(self.hop_samples, self.crossfade_frames * self.frame, self.search_frames * self.frame)
-        self.param_specs = rvc_param_specs(cfg.spk_embed_dim, cfg.f0)
         self._partial = hasattr(synthesizer, "infer") and isinstance(synthesizer, torch.nn.Module)
         self.device_choice: Any = None  # engine.accelerators.DeviceChoice, set by load_rvc_voice
         self.memory: Any = None  # engine.accelerators.VoiceMemory, set by load_rvc_voice
+        self.supports_formant = self._partial or bool(getattr(synthesizer, "supports_formant", False))
+        self.param_specs = rvc_param_specs(cfg.spk_embed_dim, cfg.f0, self.supports_formant)
+        self._defaults = {spec.name: spec.default for spec in self.param_specs}
+        for name, value in (("transpose_st", 0.0), ("formant_st", 0.0), ("protect", 0.5), ("f0_method", "fcpe")):
+            self._defaults.setdefault(name, value)  # what a model without those controls runs with
+        self._defaults["live_preset"] = self.live_preset
+
+        # Conv-feature cache (see the module docstring): F fresh frames from (F + 1) * 320 samples.
+        self.fresh_frames = self.block_frames // 2 + 3
+        old_frames = self.window_frames // 2 - 1 - self.fresh_frames
+        # The refresh pointer moves R frames right a block while the frames move B / 2 left, so each
+        # is recomputed within old / (R + B / 2) blocks: R for CONV_REFRESH_MS of stream.
+        blocks = max(CONV_REFRESH_MS / (self.block_frames * FRAME_MS), 1.0)
+        self.refresh_frames = max(0, min(old_frames, math.ceil(old_frames / blocks) - self.block_frames // 2))
+        # The cache keeps its frames in numpy: a CPU encoder's (on a GPU the whole window is cheap).
+        on_cpu = getattr(content_encoder, "device", torch.device("cpu")).type == "cpu"
+        self.feature_cache = bool(feature_cache) and hasattr(content_encoder, "conv_features") and on_cpu
+        # The live path's models: the float ones (offline, exact) unless the preset trades precision.
+        self.live_encoder = content_encoder
+        if encoder_int8 and hasattr(content_encoder, "int8"):
+            self.live_encoder = content_encoder.int8()
+        self.encoder_int8 = self.live_encoder is not content_encoder
+        self.live_synth = synthesizer
+        if decoder_bf16 and self._partial and cpu_has_native_bf16() and next(synthesizer.parameters()).device.type == "cpu":
+            self.live_synth = _with_decoder_in(synthesizer, torch.bfloat16)
+        self.decoder_bf16 = self.live_synth is not synthesizer
 
     # --- the Voice protocol ---
 
@@ -165,22 +244,23 @@ class RVCVoice:
         block = np.asarray(block, dtype=np.float32).reshape(-1)
         if block.shape[0] != self.hop_samples:
             raise ValueError(f"RVCVoice takes blocks of {self.hop_samples} samples, got {block.shape[0]}")
-        p = self._params(params)
+        p = {**self._defaults, **params}  # validated at the edge; trusted here
         b, hop = self.block_frames, self.frame
         self._push_input(block, state)
-        feats, original = self._features(state.ring16, p)  # (1, W, C) each
+        feats, original = self._features(self._live_content(state), p)  # (1, W, C) each
         f0 = None
         if self.cfg.f0:
             self._update_pitch(state, p["f0_method"])
             f0 = state.f0_cache * 2.0 ** (p["transpose_st"] / 12.0)
         self._shift_noise(state)
-        chunk = self._run_synth(
-            feats, original, f0, p, state.noise_z, state.noise_nsf, state.phase0, self.skip_head, self.return_frames
+        chunk, nsf_f0 = self._run_synth(
+            feats, original, f0, p, state.noise_z, state.noise_nsf, state.phase0, self.skip_head, self.return_frames,
+            synth=self.live_synth,
         )
         chunk = self._mix_rms(chunk, state.in_ring, p["rms_mix_rate"])
         out, state.sola = self._sola.process(chunk, state.sola)
-        if f0 is not None:  # carry the sine phase past the B frames that leave the window next call
-            per_frame = ((f0[:b] / self.sample_rate) % 1.0 * hop) % 1.0
+        if nsf_f0 is not None:  # carry the sine phase past the B frames that leave the window next call
+            per_frame = ((nsf_f0[:b] / self.sample_rate) % 1.0 * hop) % 1.0
             state.phase0 = float((state.phase0 + per_frame.sum()) % 1.0)
         state.calls += 1
         return out.astype(np.float32), state
@@ -211,20 +291,20 @@ class RVCVoice:
         """Whole-signal conversion with the same components: (n,) at ``sample_rate`` -> (n,), aligned
         with the input (no latency). One window over everything, no partial decoding; the noise of
         every frame is the noise the live path gives that frame, so the two can be compared."""
-        p = self._params(params or {})
+        p = {**self._defaults, **self._validated(params or {})}
         x = np.asarray(audio, dtype=np.float32).reshape(-1)
         frames = int(math.ceil(len(x) / self.frame / 2)) * 2
         padded = np.zeros(frames * self.frame, np.float32)
         padded[: len(x)] = x
         x16 = resample(padded, self.sample_rate, SR_16K)[: frames * F16]
         x16 = np.pad(x16, (0, frames * F16 - len(x16)))
-        feats, original = self._features(x16, p, blend_from=0)
+        feats, original = self._features((self._encode(self.encoder, x16), frames), p, blend_from=0)
         f0 = None
         if self.cfg.f0:
             est = self._estimator(p["f0_method"]).estimate(x16)
             f0 = _fit(est, frames) * 2.0 ** (p["transpose_st"] / 12.0)
         noise_z, noise_nsf = self._offline_noise(frames)
-        audio_out = self._run_synth(feats, original, f0, p, noise_z, noise_nsf, 0.0, 0, frames)
+        audio_out, _ = self._run_synth(feats, original, f0, p, noise_z, noise_nsf, 0.0, 0, frames)
         audio_out = self._mix_rms(audio_out, padded, p["rms_mix_rate"], whole=True)
         return audio_out[: len(x)]
 
@@ -243,14 +323,15 @@ class RVCVoice:
 
     # --- steps ---
 
-    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for spec in self.param_specs:
-            out[spec.name] = spec.validate(params.get(spec.name, spec.default))
-        out.setdefault("transpose_st", 0.0)
-        out.setdefault("protect", 0.5)
-        out.setdefault("f0_method", "fcpe")
-        return out
+    def _validated(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` checked against this voice's specs: the edge for direct callers of
+        :meth:`convert_offline` (the engine validates before it calls; the live path trusts)."""
+        specs = {spec.name: spec for spec in self.param_specs}
+        return {k: specs[k].validate(v) if k in specs else v for k, v in params.items()}
+
+    def suggestion(self, compute_ms_p99: float, block_ms: float) -> str | None:
+        """One sentence naming a lighter live setting when this one cannot keep up, else None."""
+        return suggest_preset(self.live_preset, compute_ms_p99, block_ms)
 
     def _push_input(self, block: np.ndarray, state: _State) -> None:
         n = len(block)
@@ -266,17 +347,53 @@ class RVCVoice:
         r16[:-m] = r16[m:]
         r16[-len(fresh) :] = fresh
 
+    def _encode(self, encoder: Any, x16: np.ndarray) -> torch.Tensor:
+        """(N,) 16 kHz -> (1, T, C) float32 on the CPU at 50 frames/s, T = (N - 400) // 320 + 1."""
+        return encoder.encode(x16, self.cfg.version).float().cpu()
+
+    def _live_content(self, state: _State) -> tuple[torch.Tensor, int]:
+        """This block's content features over the window at 50 frames/s, (1, W // 2 - 1, C), and the
+        window's frame count at 100 frames/s; the conv half from the cache when the setting keeps one."""
+        frames = len(state.ring16) // F16
+        enc = self.live_encoder
+        if not self.feature_cache:
+            return self._encode(enc, state.ring16), frames
+        if state.conv50 is None:  # first block: the whole window once, to fill the cache
+            state.conv50 = enc.conv_features(state.ring16)[0].numpy().copy()
+            state.conv_sums = enc.first_conv_sums(state.ring16)
+        else:
+            n, cache, shift, r16 = self.fresh_frames, state.conv50, self.block_frames // 2, state.ring16
+            cache[:, :-shift] = cache[:, shift:]  # numpy copes with the overlap
+            stats = None
+            if state.conv_sums is not None:  # the group norm's statistics, kept per frame
+                s1, s2 = state.conv_sums
+                s1[:, :-shift], s2[:, :-shift] = s1[:, shift:], s2[:, shift:]
+                new1, new2 = enc.first_conv_sums(r16[-(shift + 2) * C16 :])
+                s1[:, -(shift + 2) :], s2[:, -(shift + 2) :] = new1, new2
+                _, kernel, stride = enc.model.cfg.conv_layers[0]
+                stats = enc.stats_from_sums(s1, s2, (len(r16) - kernel) // stride + 1)
+            cache[:, -n:] = enc.conv_features(r16[-(n + 1) * C16 :], stats)[0, :, -n:].numpy()
+            # Rolling refresh: R older frames a block get the current statistics, so none is more
+            # than ~CONV_REFRESH_MS of stream behind (speech after a pause changes them most).
+            if not self.refresh_frames:
+                return enc.encode_conv(torch.from_numpy(cache), self.cfg.version).cpu(), frames
+            old, r = cache.shape[1] - n, self.refresh_frames
+            a = state.refresh_at % max(old - r, 1)
+            cache[:, a : a + r] = enc.conv_features(r16[a * C16 : (a + r) * C16 + 80], stats)[0].numpy()
+            state.refresh_at = a + r
+        return enc.encode_conv(torch.from_numpy(state.conv50), self.cfg.version).cpu(), frames
+
     def _features(
-        self, x16: np.ndarray, p: dict[str, Any], blend_from: int | None = None
+        self, content: tuple[torch.Tensor, int], p: dict[str, Any], blend_from: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(N,) 16 kHz, N = frames * 160 -> content features (1, frames, C) at 100 frames/s, and the
-        features before retrieval when consonant protection needs them (else None)."""
+        """(content features (1, T, C) at 50 frames/s, frames at 100 frames/s) -> content features
+        (1, frames, C) at 100 frames/s after retrieval blending, and the features before retrieval
+        when consonant protection needs them (else None)."""
         from engine.voices.rvc.content import features_to_f0_rate
 
-        frames = len(x16) // F16
-        feats = self.encoder.encode(x16, self.cfg.version).float()  # (1, T, C) at 50 frames/s
-        if not self._partial:  # ONNX synthesizers take numpy; a torch one keeps them on its device
-            feats = feats.cpu()
+        feats, frames = content
+        if self._partial:  # ONNX synthesizers take numpy; a torch one takes them on its own device
+            feats = feats.to(next(self.synth.parameters()).device)
         original = feats
         if self.index is not None and p["index_rate"] > 0:
             start = (self.skip_head if blend_from is None else blend_from) // 2
@@ -310,23 +427,32 @@ class RVCVoice:
         n = state.noise_nsf
         state.noise_nsf = torch.cat([n[:, :, b * hop :], torch.randn(1, 1, b * hop, generator=gen)], dim=2)
 
-    def _run_synth(self, feats, original, f0, p, noise_z, noise_nsf, phase0, head, length) -> np.ndarray:
-        """Decode frames [head, head + length) of the window -> (length * hop,) float32."""
+    def _run_synth(self, feats, original, f0, p, noise_z, noise_nsf, phase0, head, length, synth=None):
+        """Decode frames [head, head + length) of the window -> ((length * hop,) float32, the NSF F0
+        the decoder was given (frames,) or None). ``f0``: (frames,) Hz after transposition."""
         from engine.voices.rvc.f0 import f0_to_coarse
         from engine.voices.rvc.index import protect_unvoiced
 
+        synth = self.synth if synth is None else synth
         frames = feats.shape[1]
         sid = int(p.get("speaker_id", 0))
-        pitch = pitchf = None
+        formant = float(p.get("formant_st", 0.0)) if self.supports_formant else 0.0
+        length2 = None
+        if formant != 0.0:  # RVC's return_length2
+            length2 = int(math.ceil(length * 2.0 ** (formant / 12.0)))
+            if f0 is not None:
+                f0 = f0 * 2.0 ** (-formant / 12.0)
+        pitch = pitchf = nsf_f0 = None
         if f0 is not None:
             if original is not None:
                 feats = protect_unvoiced(feats, original, torch.from_numpy(f0).float(), p["protect"])
             pitch = torch.from_numpy(f0_to_coarse(f0)).long().unsqueeze(0)
-            pitchf = torch.from_numpy(f0).float().unsqueeze(0)
+            nsf_f0 = f0 if length2 is None else f0 * (length2 / length)
+            pitchf = torch.from_numpy(nsf_f0).float().unsqueeze(0)
         if self._partial:
-            dev = next(self.synth.parameters()).device
-            dtype = next(self.synth.parameters()).dtype
-            audio = self.synth.infer(
+            dev = next(synth.parameters()).device
+            dtype = synth.emb_g.weight.dtype
+            audio = synth.infer(
                 feats.to(dev, dtype),
                 torch.tensor([frames], device=dev),
                 None if pitch is None else pitch.to(dev),
@@ -337,15 +463,33 @@ class RVCVoice:
                 noise_z=noise_z.to(dev),
                 noise_nsf=None if pitch is None else noise_nsf.to(dev),
                 sine_phase0=None if pitch is None else torch.tensor([phase0], dtype=torch.float64, device=dev),
-                decoder_context=self.decoder_context_frames,
+                decoder_context=self.decoder_context_frames if length2 is None else 0,
+                formant_length=length2,
             )
-            return audio[0, 0].float().cpu().numpy()
+            audio = audio[0, 0].float().cpu().numpy()
+            return (audio if length2 is None else self._unstretch(audio, length, formant)), nsf_f0
         # ONNX contracts have no partial decoding: decode the window, keep the part we need
-        audio = self.synth.infer(
+        frames2 = None if length2 is None else int(math.ceil(frames * 2.0 ** (formant / 12.0)))
+        if frames2 is not None and pitchf is not None:
+            nsf_f0 = f0 * (frames2 / frames)
+            pitchf = torch.from_numpy(nsf_f0).float().unsqueeze(0)
+        audio = synth.infer(
             feats.numpy(), None, None if pitch is None else pitch.numpy(),
             None if pitchf is None else pitchf.numpy(), sid, noise_z=noise_z.numpy(),
-        )
-        return audio[0, 0, head * self.frame : (head + length) * self.frame]
+            **({} if frames2 is None else {"formant_length": frames2}),
+        )[0, 0]
+        if frames2 is not None:
+            audio = self._unstretch(audio, frames, formant)
+        return audio[head * self.frame : (head + length) * self.frame], nsf_f0
+
+    def _unstretch(self, audio: np.ndarray, length: int, formant_st: float) -> np.ndarray:
+        """RVC's resampling back after a stretched decode: the first ``length * upp_res`` samples,
+        upp_res = floor(factor * sr / 100), from upp_res to sr / 100 samples per frame -> (length * hop,)."""
+        upp_res = int(math.floor(2.0 ** (formant_st / 12.0) * self.sample_rate / 100))
+        x = np.asarray(audio, dtype=np.float32)[: length * upp_res]
+        x = np.pad(x, (0, length * upp_res - len(x)))
+        y = resample(x, upp_res, self.frame) if upp_res != self.frame else x
+        return np.pad(y, (0, max(0, length * self.frame - len(y))))[: length * self.frame].astype(np.float32)
 
     def _mix_rms(self, out: np.ndarray, source: np.ndarray, rate: float, whole: bool = False) -> np.ndarray:
         """RVC's loudness follow: out *= (rms_in / rms_out) ** (1 - rate), frame RMS over 4 frames."""
@@ -388,6 +532,7 @@ def load_rvc_voice(
     index_path: str | Path | None = None,
     device: str | None = None,
     cuda_graphs: bool = True,
+    live_preset: str = DEFAULT_PRESET,
     **geometry: float,
 ) -> RVCVoice:
     """Open an RVC voice from its ``.pth`` (or ``.onnx``), the content encoder and optional index.
@@ -438,12 +583,12 @@ def load_rvc_voice(
     if index_path is not None:
         from engine.voices.rvc.index import load_index
 
-        index = load_index(index_path, 256 if version == "v1" else 768)
+        index = load_index(index_path, feature_dim(version))
     if cuda_graphs and torch.device(dev).type == "cuda":
         from cuda_ops.graphs import GraphedSynthesizer
 
         synth = GraphedSynthesizer(synth)
-    voice = RVCVoice(synth, encoder, index=index, name=path.stem, models_dir=models_dir, **geometry)
+    voice = RVCVoice(synth, encoder, index=index, name=path.stem, models_dir=models_dir, live_preset=live_preset, **geometry)
     voice.device_choice = choice or devices.DeviceChoice(torch.device("cpu"), "cpu")
     voice.memory = _memory_of(voice, dev)
     if voice.device_choice.fallback_reason:
@@ -488,6 +633,39 @@ def _memory_of(voice: "RVCVoice", dev: Any) -> Any:
             weights += devices.module_bytes(part)
     index_bytes = int(getattr(voice.index, "nbytes", 0) or 0) if voice.index is not None else 0
     return devices.VoiceMemory(device=str(dev), weights_bytes=weights, index_bytes=index_bytes)
+
+
+def _preset_or_refuse(name: str):
+    try:
+        return live_preset(name)
+    except KeyError:
+        raise ConfigError(f"Live setting {name!r} is unknown; choose one of {', '.join(LIVE_PRESETS)}.") from None
+
+
+def _with_decoder_in(synth: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A shallow copy of ``synth`` (sharing every weight) whose decoder runs in ``dtype``; its NSF
+    source stays float32 (the sine phase needs it) and the audio comes back as float32."""
+    import copy
+
+    live = copy.copy(synth)
+    live._modules = dict(synth._modules)
+    live.dec = _CastDecoder(copy.deepcopy(synth.dec).to(dtype), getattr(synth.dec, "m_source", None), dtype)
+    return live
+
+
+class _CastDecoder(torch.nn.Module):
+    """The decoder in another dtype behind the float32 interface ``SynthesizerTrn.infer`` calls."""
+
+    def __init__(self, dec: torch.nn.Module, m_source: torch.nn.Module | None, dtype: torch.dtype):
+        super().__init__()
+        self.inner, self.dtype = dec, dtype
+        if m_source is not None:  # models without pitch have no NSF source
+            self.m_source = m_source
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None, source: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, I, L), g: (B, G, 1), source: (B, 1, L * hop) -> (B, 1, L * hop) float32"""
+        cast = (lambda t: None if t is None else t.to(self.dtype))
+        return self.inner(cast(x), cast(g), cast(source)).float()
 
 
 class _OnnxCfg:
