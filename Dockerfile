@@ -22,13 +22,16 @@ ENV PATH=/opt/autovoice/bin:$PATH
 # torch first, from PyTorch's CUDA 12.8 index: the package AutoVoice then installs keeps this build.
 RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu128
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md autovoice.py ./
 COPY engine ./engine
 COPY autovoice_desktop ./autovoice_desktop
 COPY cuda_ops ./cuda_ops
 # The GUI extra is left out (no display in a container). torchfcpe without its dependencies, as
 # scripts/setup.sh does: its torchaudio requirement is not used and would pull another torch.
+# onnxruntime-gpu replaces onnxruntime (both write the same package folder: remove the CPU one
+# first), so ONNX voices run on the GPU; the engine checks session.get_providers() and says when not.
 RUN pip install ".[server,neural]" \
+ && pip uninstall -y onnxruntime && pip install "onnxruntime-gpu>=1.20" \
  && pip install --no-deps "torchfcpe==0.0.4" \
  && python -c "import engine.server.app, torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
 

@@ -115,6 +115,22 @@ def test_the_build_context_has_what_the_dockerfile_copies():
                 assert src.rstrip("/") not in ignored, f"{src} is excluded by .dockerignore"
 
 
+def test_the_image_copies_everything_the_package_installs():
+    """`pip install .` in the image builds from the copied files: every module and package that
+    pyproject.toml installs (the launcher autovoice.py included) must be copied in."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    wanted = {f"{m}.py" for m in project.get("py-modules", [])}
+    wanted |= {pattern.rstrip("*") for pattern in project["packages"]["find"]["include"]}
+    copied = set()
+    for ins, args in dockerfile():
+        if ins == "COPY" and "--from=" not in args:
+            copied |= {src.rstrip("/") for src in shlex.split(args)[:-1]}
+    assert wanted <= copied, f"the Dockerfile does not copy {sorted(wanted - copied)}"
+    assert "onnxruntime-gpu" in (ROOT / "Dockerfile").read_text()  # ONNX voices on the GPU in the image
+
+
 # ---------------------------------------------------------------------- compose, Prometheus, Grafana
 @pytest.fixture(scope="module")
 def compose() -> dict:
