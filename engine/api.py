@@ -53,8 +53,8 @@ from engine.offline.convert import ConvertResult, convert_file, convert_signal, 
 from engine.offline.files import READ_EXTENSIONS, AudioProbe, DecodedAudio, decode_audio, probe_audio, read_audio
 from engine.params import ParamSpec, default_params, reload_keys, resolve_params
 # Song covers (issue 9): what the fronts (CLI, GUI, server) need, through this one door.
-from engine.jobs import STATES as JOB_STATES, JobError, JobLimits, JobManager  # noqa: F401
-from engine.offline.song import STAGES as SONG_STAGES, SongOptions, SongResult, StageProgress  # noqa: F401
+from engine.jobs import STATES as JOB_STATES, JobError, JobLimits, JobManager
+from engine.offline.song import STAGES as SONG_STAGES, SongOptions, SongResult, StageProgress
 from engine.pipeline import Pipeline, hop_for
 from engine.paths import data_dir as user_data_dir
 from engine.paths import models_dir
@@ -72,6 +72,7 @@ from engine.voices.registry import list_voices as _list_voices
 
 __all__ = [
     "AudioProbe", "DecodedAudio", "decode_audio", "probe_audio", "StreamSession", "list_gpus",
+    "JOB_STATES", "JobError", "JobLimits", "JobManager", "SONG_STAGES", "SongOptions", "SongResult", "StageProgress",
     "CHAIN_SPECS", "DEFAULT_VOICE", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "PITCH_HOP_S", "READ_EXTENSIONS",
     "VIEW_SECONDS", "AppSettings", "AudioConfig", "ChainConfig", "ConvertResult", "DeviceInfo", "Engine",
     "HealthSnapshot", "ParamSpec", "Voice", "VoiceInfo", "__version__", "convert_signal", "export_onnx",
@@ -508,7 +509,18 @@ class Engine:
         burst, margin, jitter = self._stream_geometry(RealtimeStream.rate_for(audio, out))
         stream = RealtimeStream(audio, inp, out, mon, burst_ms=burst, margin_ms=margin, jitter_ms=jitter)
         pipeline = self._make_pipeline(audio)
-        stream.start()  # raises DeviceError in one sentence
+        # No full collection may stall the worker while it streams: the one collection the policy
+        # makes (~75 ms with torch loaded) runs now, before the devices start playing.
+        held_here = not self._gc_held
+        if held_here:
+            self._gc_held = True
+            STREAMING_GC.stream_started()
+        try:
+            stream.start()  # raises DeviceError in one sentence
+        except BaseException:
+            if held_here:
+                self._release_gc()
+            raise
         chain = LiveChain(stream, pipeline)
         abandoned = threading.Event()
 
@@ -524,6 +536,8 @@ class Engine:
         except FutureTimeout:
             abandoned.set()
             stream.close()
+            if held_here:
+                self._release_gc()
             raise DeviceError(
                 "The engine's worker did not answer within 5 s (the machine may be overloaded); "
                 "the stream was not started, try again."
@@ -531,13 +545,12 @@ class Engine:
         except BaseException:
             abandoned.set()
             stream.close()
+            if held_here:
+                self._release_gc()
             raise
         self.stream = stream
         self.last_error = None
         self.device_error = None
-        if not self._gc_held:  # no full collection may stall the worker while it streams
-            self._gc_held = True
-            STREAMING_GC.stream_started()
 
     def _release_gc(self) -> None:
         if self._gc_held:
@@ -779,7 +792,7 @@ class Engine:
         file is reported and the others still run. Cancelling stops at the next check and writes
         nothing for the song in progress.
         """
-        from engine.offline.song import SongOptions, StemCache, convert_song, expand_song_inputs, song_output_path
+        from engine.offline.song import StemCache, convert_song, expand_song_inputs, song_output_path
 
         options = (options or SongOptions()).validated()
         songs = expand_song_inputs([Path(p) for p in inputs])
