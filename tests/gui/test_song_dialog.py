@@ -78,38 +78,21 @@ def test_a_mono_song_with_the_stereo_separator_says_what_to_install(window, qtbo
 
 def test_the_model_download_button_installs_htdemucs(window, qtbot, tmp_path):
     import hashlib
-    import http.server
-    import threading
 
     import pytest
 
     pytest.importorskip("demucs_infer")
-    from tests.separation.tiny_demucs import save_demucs_file, tiny_htdemucs
+    from tests.separation.tiny_demucs import save_demucs_file, serve_bytes, tiny_htdemucs
 
     body = save_demucs_file(tiny_htdemucs(), tmp_path / "tiny.th").read_bytes()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
+    with serve_bytes(body) as base:
         dlg = window.open_song_dialog()
         assert dlg.fetch_button.isVisibleTo(dlg) and "not installed" in dlg.separator_combo.itemText(dlg.separator_combo.findData("htdemucs"))
-        dlg.model_url = f"http://127.0.0.1:{srv.server_address[1]}/955717e8-8726e21a.th"
+        dlg.model_url = f"{base}/955717e8-8726e21a.th"
         dlg.model_sha256 = hashlib.sha256(body).hexdigest()
         qtbot.mouseClick(dlg.fetch_button, Qt.LeftButton)
         qtbot.waitUntil(lambda: "installed" in dlg.message.text(), timeout=30000)
         assert not dlg.fetch_button.isVisibleTo(dlg)
         assert dlg.separator_combo.itemText(dlg.separator_combo.findData("htdemucs")) == "htdemucs"
         assert "stereo separator" not in dlg.key_note.text()
-    finally:
-        srv.shutdown()
-        srv.server_close()

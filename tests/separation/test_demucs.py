@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import pickle
 import threading
 from pathlib import Path
 
@@ -17,7 +15,7 @@ pytest.importorskip("demucs_infer")
 from engine.errors import ModelFormatError, VoiceError  # noqa: E402
 from engine.separation import demucs, get_separator  # noqa: E402
 from engine.voices.rvc.assets import download_asset  # noqa: E402
-from tests.separation.tiny_demucs import save_demucs_file, tiny_htdemucs  # noqa: E402
+from tests.separation.tiny_demucs import save_demucs_file, serve_bytes, tiny_htdemucs  # noqa: E402
 
 DATA = Path(__file__).parents[1] / "data"
 SONG = DATA / "StevenMBryant_SlowMotionDream_excerpt_stereo44k.mp3"
@@ -118,23 +116,8 @@ def test_missing_weights_name_the_file_the_source_and_the_folder(tmp_path):
 def http_file(tiny_file):
     """A real HTTP server on 127.0.0.1 serving the tiny model file."""
     body = tiny_file.read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/{demucs.WEIGHTS_FILE}", hashlib.sha256(body).hexdigest(), len(body)
-    srv.shutdown()
-    srv.server_close()
+    with serve_bytes(body) as base:
+        yield f"{base}/{demucs.WEIGHTS_FILE}", hashlib.sha256(body).hexdigest(), len(body)
 
 
 def test_fetch_downloads_once_with_progress_and_checks_the_hash(http_file, tmp_path):

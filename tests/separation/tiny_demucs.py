@@ -8,7 +8,10 @@ pickled under that upstream name by a subclass registered as ``demucs.htdemucs``
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import sys
+import threading
 import types
 from fractions import Fraction
 from pathlib import Path
@@ -54,3 +57,26 @@ def save_demucs_file(model, path: Path, klass_module: str = "demucs.htdemucs", k
             else:
                 sys.modules[name] = saved
     return path
+
+
+@contextlib.contextmanager
+def serve_bytes(body: bytes):
+    """A real HTTP server on 127.0.0.1 answering every GET with ``body``; yields its base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
