@@ -22,7 +22,8 @@ import numpy as np
 
 from engine.config import ChainConfig
 from engine.dsp.dynamics import GateState, NoiseGate, db_to_gain, soft_limit
-from engine.voices.base import Voice, default_params
+from engine.params import default_params
+from engine.voices.base import Voice
 
 
 def hop_for(voice: Voice, block_ms: float) -> int:

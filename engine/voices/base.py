@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from engine.params import ParamSpec, default_params  # noqa: F401 - the voice contract names them
+from engine.params import ParamSpec  # the voice contract names it (param_specs)
 
 
 @dataclass(frozen=True)

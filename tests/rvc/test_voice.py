@@ -19,7 +19,8 @@ import soundfile as sf
 import torch
 
 from engine.dsp.resample import resample
-from engine.voices.base import Voice, default_params
+from engine.params import default_params
+from engine.voices.base import Voice
 from engine.voices.rvc.voice import RVCVoice
 from tiny_models import tiny_synthesizer
 
