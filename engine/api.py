@@ -34,7 +34,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from engine import __version__
-from engine.accelerators import describe_voice_device, set_preferred_device
+from engine.accelerators import describe_accelerator, describe_voice_device, set_preferred_device
+from engine.accelerators import list_gpus as _list_gpus
 from engine.config import (
     CHAIN_SPECS,
     DEFAULT_VOICE,
@@ -127,15 +128,11 @@ def export_onnx(model: str | Path, output: str | Path | None = None) -> tuple[Pa
 
 def list_gpus() -> list[dict[str, Any]]:
     """``[{index, name, memory_total_bytes, memory_free_bytes}]`` for every GPU torch sees; [] without."""
-    from engine.accelerators import list_gpus as _list_gpus
-
     return _list_gpus()
 
 
 def _accelerator() -> dict[str, Any]:
     try:
-        from engine.accelerators import describe_accelerator
-
         return describe_accelerator()
     except Exception:  # noqa: BLE001 - health must answer even if the GPU stack is broken
         return {"available": False, "name": None, "device_count": 0}
@@ -685,6 +682,8 @@ class Engine:
         """
         inputs = [Path(p) for p in inputs]
         out = Path(output)
+        if len(inputs) > 1 and out.exists() and not out.is_dir():
+            raise AutoVoiceError(f"With several inputs, -o must be a folder, but '{out}' is a file.")
         info, merged = self.params_for(voice, params)
         name = info.name
         try:

@@ -219,8 +219,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
             engine.set_compute_device(args.device)
         inputs = [Path(p) for p in args.inputs]
         out = Path(args.output)
-        if len(inputs) > 1 and out.exists() and not out.is_dir():
-            raise AutoVoiceError(f"With several inputs, -o must be a folder, but '{out}' is a file.")
         bars: dict[int, Any] = {}
         tqdm = None
         if not args.quiet:

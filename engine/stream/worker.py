@@ -114,7 +114,7 @@ class LiveChain:
         self.out_history = History(pipeline.sample_rate)
         # One per output ring (main, monitor).
         mon_uf = stream.mon_ring.underflow_frames if stream.mon_ring else 0
-        adaptive = bool(getattr(stream.config, "adaptive_buffer", False))
+        adaptive = stream.config.adaptive_buffer
         ms = stream.sample_rate / 1000.0
         self.guards = tuple(
             LatencyGuard(uf, stream.in_ring.dropped_frames, margin_frames=stream.margin_frames,
@@ -296,7 +296,7 @@ class Worker:
         self.output_level_db = peak_db(out)
         dropped = s.in_ring.dropped_frames
         now = time.monotonic()
-        level = s.out_ring.available()
+        level = s.out_ring.available() if self.timeline is not None else 0  # only the timeline wants it
         if chain.guards[0].write(s.out_ring, out, dropped, now):
             self.latency_corrections += 1
         if s.mon_ring is not None and chain.guards[1].write(s.mon_ring, out, dropped, now):
@@ -327,7 +327,6 @@ class LatencyGuard:
     seen_underflow_frames: int = -1
     last_underflow_s: float = 0.0
     last_shrink_s: float = 0.0
-    growths: int = 0
 
     def __post_init__(self) -> None:
         if self.base_margin_frames < 0:
@@ -347,7 +346,6 @@ class LatencyGuard:
             if grow > 0:
                 self.margin_frames += grow
                 self.underflow_frames_base += grow  # kept as margin, no longer owed
-                self.growths += 1
             self.last_underflow_s = self.last_shrink_s = now_s
         elif (self.margin_frames > self.base_margin_frames and now_s - self.last_underflow_s >= ADAPTIVE_QUIET_S
               and now_s - self.last_shrink_s >= ADAPTIVE_SHRINK_EVERY_S):
