@@ -14,7 +14,10 @@ rubberband runs as `rubberband -3 -F -p N` (R3 engine, formant preserving) and s
 
 Also printed, per clip: "clicks", the number of 5 ms frames of the output whose high-band
 (> 4 kHz) energy jumps 12 dB above both neighbours while the input's does not (a transient the
-shifter made, such as a splice at a voicing change); and at the end the voice's latency and its
+shifter made, such as a splice at a voicing change), for every column, so the reference tools
+give its baseline; "buzz", the share of the input's unvoiced frames (breath, fricatives, silence)
+that the tracker hears as voiced in the output (a pitch imposed on noise: the metallic buzz of
+a shifter on breathy voices); and at the end the voice's latency and its
 compute per 10 ms block against a passthrough baseline in the same run.
 
 Harvest results of the inputs and of the reference tools are cached under --cache (keyed by the
@@ -48,19 +51,23 @@ TRACK_RATE = 16000
 FRAME_MS = 5.0
 
 
+F0_FLOOR_HZ = 40.0  # --f0-floor: 30 measures a ~75 Hz voice at -12 st (37.5 Hz), at some risk of reading breath
+
+
 def harvest(x: np.ndarray, sample_rate: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pyworld imports pkg_resources
         import pyworld
     y = soxr.resample(np.asarray(x, np.float64), sample_rate, TRACK_RATE) if sample_rate != TRACK_RATE else np.asarray(x, np.float64)
-    f0, _ = pyworld.harvest(np.ascontiguousarray(y), TRACK_RATE, f0_floor=40.0, f0_ceil=1100.0, frame_period=FRAME_MS)
+    f0, _ = pyworld.harvest(np.ascontiguousarray(y), TRACK_RATE, f0_floor=F0_FLOOR_HZ, f0_ceil=1100.0, frame_period=FRAME_MS)
     return f0
 
 
 def cached_harvest(x: np.ndarray, sample_rate: int, cache: Path | None) -> np.ndarray:
     if cache is None:
         return harvest(x, sample_rate)
-    key = hashlib.sha1(np.ascontiguousarray(x, np.float32).tobytes() + str(sample_rate).encode()).hexdigest()
+    tag = str(sample_rate) + ("" if F0_FLOOR_HZ == 40.0 else f"/{F0_FLOOR_HZ:g}")
+    key = hashlib.sha1(np.ascontiguousarray(x, np.float32).tobytes() + tag.encode()).hexdigest()
     path = cache / f"harvest_{key}.npy"
     if path.exists():
         return np.load(path)
@@ -109,6 +116,13 @@ def count_clicks(x_in: np.ndarray, y_out: np.ndarray, sample_rate: int) -> int:
     sa = spikes(a)
     near = sa | np.roll(sa, 1) | np.roll(sa, -1)
     return int(np.sum(spikes(b) & ~near & (b > a_near + 6)))
+
+
+def buzz_percent(f_in: np.ndarray, f_out: np.ndarray) -> float:
+    """Of the frames unvoiced in the input, the percentage voiced in the output."""
+    n = min(len(f_in), len(f_out))
+    unvoiced = f_in[:n] == 0
+    return 100.0 * float(np.mean(f_out[:n][unvoiced] > 0)) if unvoiced.any() else 0.0
 
 
 def run_tool(cmd: list[str]) -> bool:
@@ -179,8 +193,11 @@ def main() -> None:
     ap.add_argument("--no-ref", action="store_true", help="skip rubberband and sox")
     ap.add_argument("--no-file", action="store_true", help="skip the file-conversion (offline) path")
     ap.add_argument("--no-compute", action="store_true", help="skip the compute-per-block table")
+    ap.add_argument("--f0-floor", type=float, default=40.0, help="harvest's floor in Hz (default 40)")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "autovoice_bench_cache")
     args = ap.parse_args()
+    global F0_FLOOR_HZ
+    F0_FLOOR_HZ = args.f0_floor
     files = args.files or sorted((DEFAULT_AUDIO / "speech").glob("*.wav")) + sorted((DEFAULT_AUDIO / "singing").glob("*.wav"))
     if not files:
         sys.exit(f"No recordings given and none found in {DEFAULT_AUDIO}; pass WAV/FLAC files as arguments.")
@@ -189,32 +206,42 @@ def main() -> None:
         if shutil.which(tool) is None:
             print(f"NOTE: `{tool}` is not installed (Debian: apt-get install {'rubberband-cli' if tool == 'rubberband' else 'sox'}); its column reads 'missing'.")
     cols = ["ours live"] + ([] if args.no_file else ["ours file"]) + tools
-    print(f"median error in cents (harvest, {FRAME_MS:g} ms frames voiced in both); clicks = spurious high-band transients")
-    print(f"{'clip':<44}{'N':>5}" + "".join(f"{c:>12}" for c in cols) + f"{'clicks live/file':>18}")
+    print(f"median error in cents (harvest, {F0_FLOOR_HZ:g} Hz floor, {FRAME_MS:g} ms frames voiced in both); clicks = spurious high-band transients")
+    print(f"{'clip':<44}{'N':>5}" + "".join(f"{c:>12}" for c in cols) + f"{'clicks ' + '/'.join(c.replace('ours ', '') for c in cols):>34}"
+          + f"{'buzz % ' + '/'.join(c.replace('ours ', '') for c in cols):>34}")
     worst = {c: 0.0 for c in cols}
+    total_clicks = {c: 0 for c in cols}
+    buzz = {c: [] for c in cols}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         for path in files:
             x, sr = load(path, args.seconds)
             f_in = cached_harvest(x, sr, args.cache)
             for n in args.transpose:
-                cells, clicks = [], []
+                cells, clicks, buzzes = [], [], []
                 for col in cols:
                     if col.startswith("ours"):
                         y = ours(x, sr, n, offline=col == "ours file")
-                        clicks.append(count_clicks(x, y, sr))
                         f_out = harvest(y, sr)
                     else:
                         y = reference_output(col, x, sr, n, tmp)
                         if y is None:
                             cells.append(f"{'missing':>12}")
+                            clicks.append("-")
+                            buzzes.append("-")
                             continue
                         f_out = cached_harvest(y, sr, args.cache)
+                    clicks.append(str(count_clicks(x, y, sr)))
+                    total_clicks[col] += int(clicks[-1])
+                    buzz[col].append(buzz_percent(f_in, f_out))
+                    buzzes.append(f"{buzz[col][-1]:.1f}")
                     err, _ = median_error_cents(f_in, f_out, n)
                     worst[col] = max(worst[col], abs(err)) if np.isfinite(err) else worst[col]
                     cells.append(f"{err:>+12.1f}")
-                print(f"{path.stem[:43]:<44}{n:>+5g}" + "".join(cells) + f"{'/'.join(str(c) for c in clicks):>18}", flush=True)
+                print(f"{path.stem[:43]:<44}{n:>+5g}" + "".join(cells) + f"{'/'.join(clicks):>34}" + f"{'/'.join(buzzes):>34}", flush=True)
     print(f"{'worst |median error|':<49}" + "".join(f"{worst[c]:>12.1f}" for c in cols))
+    print(f"{'clicks, all clips':<49}" + "".join(f"{total_clicks[c]:>12d}" for c in cols))
+    print(f"{'buzz %, mean over clips':<49}" + "".join(f"{np.mean(buzz[c]) if buzz[c] else 0.0:>12.1f}" for c in cols))
     if not args.no_compute:
         print("\nlatency and compute per 10 ms block (thread CPU time, Pipeline as the live worker runs it)")
         print(f"{'voice':<26}{'algorithmic latency':>20}{'mean':>9}{'p99':>9}")

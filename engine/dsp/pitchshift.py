@@ -25,9 +25,16 @@ either side of one estimated period P after the previous mark; unvoiced marks ar
     saved (see below), and the pulse's own response, which carries the formants, follows the
     pulse.
 
-Synthesis (marks s_j, spacing T / 2^(N/12) while voiced; the grain taken is the a_k nearest s_j)::
+Synthesis (marks s_j; the grain taken is the a_k nearest s_j)::
 
        s_j - X_k/phi       s_j       s_j + T_k/phi       phi = 2^(formant_st/12)
+
+While voiced, s_{j+1} - s_j = T(m) / 2^(N/12), with T(m) the input's period at the middle m of
+that output period (the mark spacings, interpolated between the centres of their intervals; see
+_period_at). The output period is heard around its middle, so that is where the input is read:
+the spacing after the previous grain's mark (the rule before) describes a point a quarter to half
+an input period earlier when lowering, which on falling speech contours raised the measured pitch
+of a ~77 Hz voice at -7 st by 12.8 cents (file path; now 1.8).
 
 When lowering the pitch the grain is also narrowed to `ratio` of its length (at most halved): a
 full-period grain spread apart still carries the ringing of the old period, which trackers (and
@@ -88,9 +95,9 @@ HOP_MS = 1.0  # internal emission hop: latency grows by it, CPU per call shrinks
 ANALYSIS_MS = 4.0  # pitch analysis interval (a multiple of HOP_MS)
 LOOKAHEAD_MS = 9.0  # live: 9 ms + a 1 ms hop = 10 ms, so 20 ms with the engine's 10 ms block
 # The setting for voices around 80 Hz and below, where a period outlasts 9 ms: measured on a
-# ~77 Hz male voice (median error, cents, +4 / +12 st): 9 ms +13.3 / +12.6, 13 ms +2.8 / +6.5,
-# 16 ms -0.6 / +1.4, 21 ms -3.4 / -2.0; on the ~109 Hz male test voice 9 ms gives +3.8 / +7.3,
-# 16 ms -1.7 / -0.1. (At -7 st that ~77 Hz voice reads +18 to +20 at every look-ahead.)
+# ~77 Hz male voice (median error, cents, -7 / +4 / +12 st): 9 ms +8.2 / +12.1 / +11.3, 12 ms
+# +6.5 / +6.6 / +8.6, 16 ms +5.2 / +0.5 / +3.6; on the ~109 Hz male test voice 9 ms gives
+# +1.6 / +3.9 / +8.2, 16 ms +0.3 / -1.0 / +1.1.
 LOW_VOICE_LOOKAHEAD_MS = 16.0
 OFFLINE_LOOKAHEAD_PERIODS = 1.0  # file path: this many periods of SHIFTER_FMIN_HZ past the marks
 UNVOICED_SPACING_MS = 5.0  # grain spacing for noise; short enough to keep plosives crisp
@@ -101,6 +108,12 @@ RISE_VOICED = 1.0 / 2.0
 RISE_UNVOICED = 1.0 / 2.0  # noise grains overlap more: no pulses to keep apart
 VOICING_ON = 0.50  # YIN aperiodicity that starts a voiced run (see _hop)
 VOICING_OFF = 0.65  # ... and that ends it
+# Live, a voice whose period mostly outlasts the look-ahead (by LOW_VOICE_MARGIN) is told about the
+# low-voice setting: the share of such voiced frames, averaged over ~LOW_VOICE_AVERAGE_S, turns the
+# hint on above LOW_VOICE_ON and off below LOW_VOICE_OFF.
+LOW_VOICE_MARGIN = 1.2
+LOW_VOICE_AVERAGE_S = 4.0
+LOW_VOICE_ON, LOW_VOICE_OFF = 0.5, 0.3
 SMOOTHING_MS = 25.0  # time constant of the transpose/formant glide when a control moves
 TRANSPOSE_RANGE_ST = (-24.0, 24.0)
 FORMANT_RANGE_ST = (-12.0, 12.0)
@@ -132,6 +145,8 @@ class PitchShifterState:
     recent: list = field(default_factory=list)  # file path: (aperiodicity, period) of the last frames
     shift_reach: float = -math.inf  # last output sample any non-identity grain can touch
     direct: bool = True  # the last hop was emitted as the plain delayed input
+    low_share: float = 0.0  # live: running share of voiced frames with a period past the look-ahead
+    low_voice: bool = False  # ... above LOW_VOICE_ON (with hysteresis): see PitchShifter.low_voice_hz
 
 
 class PitchShifter:
@@ -173,6 +188,9 @@ class PitchShifter:
         # Accumulator spans from the emission point to the far edge of a stretched grain placed now.
         self._acc_len = int(self.lookahead_samples + 6 * self._tau_max + 2 * self.hop_samples)
         self._smooth_samples = sr * SMOOTHING_MS / 1000
+        self._low_alpha = self.analysis_samples / (sr * LOW_VOICE_AVERAGE_S)
+        # Voices below this read their periods after the look-ahead has passed (see low_voice).
+        self.low_voice_hz = sr / (LOW_VOICE_MARGIN * self.lookahead_samples)
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -251,6 +269,10 @@ class PitchShifter:
                 aper, candidate = min(st.recent)
             voiced = candidate > 0 and aper < (VOICING_OFF if st.period > 0 else VOICING_ON)
             st.period = candidate if voiced else 0.0
+            if voiced and not self.offline:
+                low = candidate > LOW_VOICE_MARGIN * self.lookahead_samples
+                st.low_share += self._low_alpha * (float(low) - st.low_share)
+                st.low_voice = st.low_share > (LOW_VOICE_OFF if st.low_voice else LOW_VOICE_ON)
 
         self._extend_marks(st)
         self._place_grains(st, transpose_target, formant_target)
@@ -334,6 +356,12 @@ class PitchShifter:
                 # (which describes ~12 ms ago and, on falling speech contours, raised the pitch
                 # of -7/-12 st by ~10 cents when used).
                 step = self._spacing(st, st.prev_a) / st.prev_ratio
+                if st.prev_ratio != 1.0:
+                    # The output period from here to the next grain is heard around its middle,
+                    # so take the input's period there (see _period_at), not the one after the
+                    # previous mark.
+                    for _ in range(2):
+                        step = self._period_at(st, st.prev_a, st.syn_pos + 0.5 * step) / st.prev_ratio
                 s = st.syn_pos + step
                 # Glide the controls by the time this step covers (one-pole, in semitones).
                 alpha = 1.0 - math.exp(-step / self._smooth_samples)
@@ -365,6 +393,27 @@ class PitchShifter:
             st.syn_pos, st.prev_a, st.prev_ratio = s, a, ratio
             st.transpose_st, st.formant_st = transpose_now, formant_now
         self._advance_grains(st, emit_end)
+
+    def _period_at(self, st: PitchShifterState, a: int, t: float) -> float:
+        """The voiced period at input time t, from the measured mark spacings around voiced mark a.
+
+        Each measured interval [a_i, a_i+1] gives a period at its centre; between centres the
+        period is interpolated linearly, past the newest measured one it is held (live, that is
+        the freshest measurement there is), and the search never crosses an unvoiced mark.
+        """
+        pos, voiced = st.mark_pos, st.mark_voiced
+        i = bisect.bisect_left(pos, a)
+        if i + 1 >= len(pos) or pos[i] != a:
+            return self._spacing(st, a)
+        while i + 2 < len(pos) and voiced[i + 1] and pos[i + 1] + pos[i + 2] <= 2.0 * t:
+            i += 1
+        while i > 0 and voiced[i - 1] and pos[i] + pos[i + 1] > 2.0 * t:
+            i -= 1
+        t0, c0 = pos[i + 1] - pos[i], 0.5 * (pos[i] + pos[i + 1])
+        if t <= c0 or i + 2 >= len(pos) or not voiced[i + 1]:
+            return float(t0)
+        t1, c1 = pos[i + 2] - pos[i + 1], 0.5 * (pos[i + 1] + pos[i + 2])
+        return t0 + (t1 - t0) * (t - c0) / (c1 - c0)
 
     def _spacing(self, st: PitchShifterState, a: int) -> float:
         """Distance from mark a to its successor: measured if it exists, else predicted."""

@@ -30,8 +30,8 @@ def shift_specs(transpose_st: float, formant_st: float) -> tuple[ParamSpec, ...]
         ),
         ParamSpec(
             "lookahead_ms", "Look-ahead", LOOKAHEAD_MS, 5.0, 40.0, 1.0, "ms", reloads=True,
-            help=f"How far the shifter sees ahead: latency against accuracy. {LOW_VOICE_LOOKAHEAD_MS:g} ms suits very "
-                 "low voices (near 80 Hz); applies when the voice is loaded.",
+            help=f"How far the shifter sees ahead: latency against accuracy. {LOW_VOICE_LOOKAHEAD_MS:g} ms suits voices "
+                 "below about 100 Hz; applies when the voice is loaded.",
         ),
     )
 
@@ -86,7 +86,7 @@ class BuiltinVoice:
         self.offline = bool(offline)
         # lookahead_ms: the live shifter's look-ahead, fixed for the life of the voice because the
         # engine reads latency_samples once (None: pitchshift.LOOKAHEAD_MS, 20 ms in all at the
-        # 10 ms block; pitchshift.LOW_VOICE_LOOKAHEAD_MS for voices near 80 Hz and below).
+        # 10 ms block; pitchshift.LOW_VOICE_LOOKAHEAD_MS for voices below about 100 Hz).
         self.lookahead_ms = lookahead_ms
         self._twin = None
         self.name = preset.name
@@ -116,6 +116,20 @@ class BuiltinVoice:
         if self._twin is None:  # NB: a benign race; two threads would build equal twins
             self._twin = BuiltinVoice(self.preset, self.sample_rate, offline=True)
         return self._twin
+
+    def hint(self, state: dict[str, Any]) -> str | None:
+        """One sentence when the speaker's voice is too low for this voice's live look-ahead, else None."""
+        from engine.dsp.pitchshift import LOW_VOICE_LOOKAHEAD_MS
+
+        sh, st = self._shifter, (state or {}).get("shift")
+        if sh is None or sh.offline or st is None or not st.low_voice:
+            return None
+        look_ms = 1000.0 * sh.lookahead_samples / sh.sample_rate
+        if look_ms >= LOW_VOICE_LOOKAHEAD_MS:
+            return None
+        return (f"Your voice is mostly below {sh.low_voice_hz:.0f} Hz, where a pitch period is longer than this "
+                f"voice's {look_ms:.0f} ms look-ahead: set its Look-ahead to {LOW_VOICE_LOOKAHEAD_MS:.0f} ms for "
+                f"accurate pitch ({LOW_VOICE_LOOKAHEAD_MS - look_ms:.0f} ms more latency).")
 
     def init_state(self) -> dict[str, Any]:
         return {
