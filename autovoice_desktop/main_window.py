@@ -301,6 +301,13 @@ class MainWindow(QMainWindow):
                                        "Off: a fixed latency.")
         self.adaptive_check.toggled.connect(lambda _v: self._advanced_timer.start())
         adv.addRow("", self.adaptive_check)
+        self.priority_check = QCheckBox("Real-time priority for the conversion")
+        self.priority_check.setObjectName("check_realtime_priority")
+        self.priority_check.setToolTip("While streaming, the conversion thread asks the OS for real-time priority "
+                                       "(else a raised one), so a busy machine does not make it late. "
+                                       "What it got is shown under Performance.")
+        self.priority_check.toggled.connect(lambda _v: self._advanced_timer.start())
+        adv.addRow("", self.priority_check)
         self.compute_combo = QComboBox()
         self.compute_combo.setObjectName("combo_compute_device")
         self.compute_combo.setToolTip("Where neural (RVC) voices run; built-in voices always run on the CPU. "
@@ -588,6 +595,7 @@ class MainWindow(QMainWindow):
             _quiet(s, s.setValue, float(v))
         _quiet(self.crossfade_spin, self.crossfade_spin.setMaximum, min(100.0, float(audio.block_ms)))
         _quiet(self.adaptive_check, self.adaptive_check.setChecked, bool(audio.adaptive_buffer))
+        _quiet(self.priority_check, self.priority_check.setChecked, bool(audio.realtime_priority))
         i = self.compute_combo.findData(self.controller.settings.compute_device)
         _quiet(self.compute_combo, self.compute_combo.setCurrentIndex, max(i, 0))
         self._update_rate(audio)
@@ -634,8 +642,9 @@ class MainWindow(QMainWindow):
                    "prefill_ms": self.prefill_spin.value()}
         audio = self.controller.settings.audio
         changes = {k: v for k, v in changes.items() if abs(getattr(audio, k) - v) > 1e-9}
-        if self.adaptive_check.isChecked() != audio.adaptive_buffer:
-            changes["adaptive_buffer"] = self.adaptive_check.isChecked()
+        for key, check in (("adaptive_buffer", self.adaptive_check), ("realtime_priority", self.priority_check)):
+            if check.isChecked() != getattr(audio, key):
+                changes[key] = check.isChecked()
         if changes:
             self.controller.set_audio(**changes)
 

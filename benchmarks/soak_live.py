@@ -9,9 +9,13 @@ for each underflow, what the timeline shows just before it (a gap between blocks
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it) unless --no-baseline is given. --hog keeps one core busy beside it.
+--rt-jack starts the JACK server real-time scheduled (as JACK and PipeWire run on desktops; the
+default is the unscheduled server issue 14 measured on). --parallel soaks all the voices at once, each on its own JACK server: a busier machine than one
+stream alone (each run is the others' load), so what it shows holds a fortiori for one stream.
 
     python benchmarks/soak_live.py --minutes 10 --voices deeper natural
     python benchmarks/soak_live.py --minutes 5 --voices deeper --hog --prefill-ms 20
+    python benchmarks/soak_live.py --minutes 60 --voices natural radio robot --parallel --no-baseline
 
 Needs jackd (the dummy driver is started here if no JACK server runs) and JACK-Client.
 """
@@ -35,18 +39,26 @@ SPEECH = ROOT / "tests" / "data" / "freesound136777_davidbain_M_xmas.wav"
 SETTLE_S = 5.0
 
 
-def jack_running() -> bool:
+def jack_env(server: str | None) -> dict:
+    """The environment that makes libjack (and PortAudio through it) use `server`."""
+    return dict(os.environ, JACK_DEFAULT_SERVER=server) if server else dict(os.environ)
+
+
+def jack_running(server: str | None = None) -> bool:
     return shutil.which("jack_lsp") is not None and subprocess.run(
-        ["jack_lsp"], capture_output=True, timeout=10).returncode == 0
+        ["jack_lsp"], capture_output=True, timeout=10, env=jack_env(server)).returncode == 0
 
 
-def start_jack(period: int, rate: int) -> subprocess.Popen | None:
-    if jack_running():
+def start_jack(period: int, rate: int, server: str | None = None, realtime: bool = False) -> subprocess.Popen | None:
+    """Start a dummy-driver JACK server (named `server`, else the default one) unless one runs;
+    `realtime`: scheduled as sound servers run on desktops (SCHED_FIFO), else as issue 14 measured."""
+    if jack_running(server):
         return None
-    proc = subprocess.Popen(["jackd", "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period),
-                             "-C", "2", "-P", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(["jackd", *(["-n", server] if server else []), "-R" if realtime else "--no-realtime", "-d", "dummy",
+                             "-r", str(rate), "-p", str(period), "-C", "2", "-P", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 15
-    while not jack_running():
+    while not jack_running(server):
         if time.monotonic() > deadline or proc.poll() is not None:
             raise SystemExit("jackd did not start (apt-get install jackd2)")
         time.sleep(0.2)
@@ -58,13 +70,13 @@ def hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog: bool) -> dict:
+def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog: bool, server: str | None = None) -> dict:
     import jack
     import soundfile as sf
 
     x, sr_file = sf.read(SPEECH, dtype="float32")
     tmp = Path(tempfile.mkdtemp(prefix="avsoak-"))
-    env = dict(os.environ, AUTOVOICE_CONFIG_DIR=str(tmp / "config"), AUTOVOICE_DATA_DIR=str(tmp / "data"),
+    env = dict(jack_env(server), AUTOVOICE_CONFIG_DIR=str(tmp / "config"), AUTOVOICE_DATA_DIR=str(tmp / "data"),
                AUTOVOICE_STREAM_GC="1" if gc_policy else "0")
     stats, timeline = tmp / "stats.json", tmp / "timeline.npz"
     cmd = [sys.executable, "-m", "autovoice", "live", "--voice", voice, "--input", "system", "--output", "system",
@@ -75,7 +87,7 @@ def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog
     log_path = tmp / "live.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log, text=True)
-    client = jack.Client("avsoak", no_start_server=True)
+    client = jack.Client("avsoak", no_start_server=True, servername=server)
     sr = client.samplerate
     if sr_file != sr:
         import soxr
@@ -152,7 +164,8 @@ def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
         "gc_full": s.get("gc_full_collections", 0), "gc_max_pause_ms": s.get("gc_max_pause_ms", 0.0),
         "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
-        "total_latency_ms": s["total_latency_ms"], "underflow_causes": causes,
+        "total_latency_ms": s["total_latency_ms"], "worker_priority": s.get("worker_priority"),
+        "underflow_causes": causes,
     }
 
 
@@ -182,31 +195,62 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="skip the AUTOVOICE_STREAM_GC=0 baseline runs")
     ap.add_argument("--prefill-ms", type=float, help="passed to autovoice live")
     ap.add_argument("--fixed-latency", action="store_true", help="passed to autovoice live")
+    ap.add_argument("--normal-priority", action="store_true", help="passed to autovoice live")
     ap.add_argument("--period", type=int, default=256, help="JACK period when this script starts the server")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    ap.add_argument("--parallel", action="store_true", help="run every voice at once, each on its own JACK server")
+    ap.add_argument("--server", help="the JACK server to use (started here if it does not run)")
+    ap.add_argument("--rt-jack", action="store_true",
+                    help="start the JACK server real-time scheduled, as desktop sound servers run (needs rtprio)")
+    ap.add_argument("--gc-off", action="store_true", help="only the AUTOVOICE_STREAM_GC=0 baseline (with --no-baseline)")
     a = ap.parse_args()
     extra = (["--prefill-ms", str(a.prefill_ms)] if a.prefill_ms is not None else []) + (
-        ["--fixed-latency"] if a.fixed_latency else [])
-    jackd = start_jack(a.period, 48000)
+        ["--fixed-latency"] if a.fixed_latency else []) + (["--normal-priority"] if a.normal_priority else [])
+    runs = [(voice, policy) for voice in a.voices for policy in ((True,) if a.no_baseline else (False, True))]
+
+    def report(r: dict) -> None:
+        print(json.dumps({k: v for k, v in r.items() if k != "underflow_causes"}), flush=True)
+        for c in r["underflow_causes"]:
+            print("   underflow", c, flush=True)
+
     results = []
-    try:
-        for voice in a.voices:
-            for policy in ((True,) if a.no_baseline else (False, True)):
-                r = soak(voice, a.minutes * 60.0, policy, extra, a.hog)
-                results.append(r)
-                print(json.dumps({k: v for k, v in r.items() if k != "underflow_causes"}), flush=True)
-                for c in r["underflow_causes"]:
-                    print("   underflow", c, flush=True)
-    finally:
-        if jackd is not None:
-            jackd.terminate()
-            jackd.wait(timeout=10)
+    if a.parallel:
+        # One process per run: a process can be a client of one JACK server only.
+        tmp = Path(tempfile.mkdtemp(prefix="avsoak-par-"))
+        children = []
+        for i, (voice, policy) in enumerate(runs):
+            cmd = [sys.executable, __file__, "--minutes", str(a.minutes), "--voices", voice, "--no-baseline",
+                   "--server", f"avsoak{i}", "--period", str(a.period), "--json", str(tmp / f"{i}.json"),
+                   *(["--rt-jack"] if a.rt_jack else []),
+                   *extra, *(["--hog"] if a.hog and i == 0 else [])]
+            if not policy:
+                cmd += ["--gc-off"]
+            children.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{i}.log", "w")))
+        for i, child in enumerate(children):
+            child.wait()
+            out = tmp / f"{i}.json"
+            if not out.exists():
+                raise SystemExit(f"the soak of {runs[i][0]} failed: {(tmp / f'{i}.log').read_text()[-800:]}")
+            results.append(dict(json.loads(out.read_text())[0], alongside=len(runs) - 1))
+            report(results[-1])
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        jackd = start_jack(a.period, 48000, a.server, a.rt_jack)
+        try:
+            for voice, policy in runs:
+                results.append(soak(voice, a.minutes * 60.0, policy and not a.gc_off, extra, a.hog, a.server))
+                report(results[-1])
+        finally:
+            if jackd is not None:
+                jackd.terminate()
+                jackd.wait(timeout=10)
     print()
     print("| voice | GC policy | hog | min | blocks | late | underflows (frames; after the first 5 s) | overflows | JACK xruns "
           "| compute mean / p99 / max ms | full GCs (max pause) | buffer ms (grown) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| `{r['voice']}` | {'on' if r['gc_policy'] else 'off (baseline)'} | {'yes' if r['hog'] else 'no'} "
+        print(f"| `{r['voice']}` | {'on' if r['gc_policy'] else 'off (baseline)'} | {'yes' if r['hog'] else 'no'}"
+              f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
               f"{r['underflows_after_settle']}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "

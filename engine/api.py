@@ -526,7 +526,7 @@ class Engine:
                 return
             w.reset_counters()
             w.failure = None
-            w.chain = chain
+            w.attach(chain)
 
         try:
             self.worker.call(attach)

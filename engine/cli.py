@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefill-ms", type=float, metavar="MS", help="output safety margin (default 10 ms)")
     p.add_argument("--fixed-latency", action="store_true",
                    help="never grow the output buffer after an underflow (default: grow by the gap, shrink back when quiet)")
+    p.add_argument("--normal-priority", action="store_true",
+                   help="keep the conversion thread at normal priority (default: real-time where the OS allows it)")
     p.add_argument("--bypass", action="store_true", help="start with the voice bypassed (clean passthrough)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--stats-json", metavar="FILE", help="write the final health snapshot as JSON")
@@ -388,7 +390,7 @@ def _cmd_song(args: argparse.Namespace) -> int:
 
 
 def _readout(s) -> str:
-    warn = "  LATE! " + s.suggestion if s.suggestion else ""
+    warn = "  LATE! " + s.suggestion if s.suggestion else ("  TIP: " + s.voice_hint if s.voice_hint else "")
     grown = f", {s.buffer_growth_ms:.1f} grown after underflows" if s.buffer_growth_ms > 0.05 else ""
     return (
         f"in {s.input_level_db:6.1f} dB | out {s.output_level_db:6.1f} dB | latency {s.total_latency_ms:5.1f} ms "
@@ -418,6 +420,8 @@ def cmd_live(args: argparse.Namespace) -> int:
                 audio[key] = value
         if args.fixed_latency:
             audio["adaptive_buffer"] = False
+        if args.normal_priority:
+            audio["realtime_priority"] = False
         engine.start(args.input, args.output, args.monitor, **audio)
         if args.timeline:
             engine.record_timeline(seconds=args.seconds or 3600.0)
@@ -425,6 +429,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(f"Converting {s.input_device} -> {s.output_device}"
               + (f" (+ monitor {s.monitor_device})" if s.monitor_device else "")
               + f" at {s.sample_rate} Hz with voice '{s.voice_name}'. Ctrl-C stops.", file=sys.stderr)
+        if s.worker_priority != "realtime" and s.worker_priority_detail:
+            print(f"Conversion thread priority: {s.worker_priority_detail}.", file=sys.stderr)
         tty = sys.stderr.isatty()
         deadline = time.monotonic() + args.seconds if args.seconds else None
         last_print = 0.0

@@ -40,6 +40,9 @@ class AudioConfig:
     # After an underflow keep its silence as extra margin (at most 40 ms; it shrinks back after 30 s
     # without one), shown in the readout; False: a fixed latency, every gap trimmed back at once.
     adaptive_buffer: bool = True
+    # While streaming, run the conversion thread at real-time priority where the OS allows it (else
+    # a raised nice value); see engine/stream/priority.py. False: normal priority.
+    realtime_priority: bool = True
 
     def validated(self) -> "AudioConfig":
         if not 2.5 <= self.block_ms <= 1000.0:
@@ -58,6 +61,8 @@ class AudioConfig:
             )
         if not isinstance(self.adaptive_buffer, bool):
             raise ConfigError(f"Adaptive buffer must be true or false, not {self.adaptive_buffer!r}.")
+        if not isinstance(self.realtime_priority, bool):
+            raise ConfigError(f"Real-time priority must be true or false, not {self.realtime_priority!r}.")
         if self.device_latency not in ("low", "high"):
             raise ConfigError(f"Device latency must be 'low' or 'high', not {self.device_latency!r}.")
         return self

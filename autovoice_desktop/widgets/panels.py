@@ -160,6 +160,8 @@ class PerformancePanel(QWidget):
               "adaptive buffer it grows by what an underflow's gap added and shrinks back after 30 s without one.")
         field("device", "Device latency", "What the audio driver reports for input + output.")
         field("total", "Total latency", "Mouth to speaker (or to the virtual cable).")
+        field("priority", "Worker priority", "How the OS schedules the conversion thread while it streams: "
+              "real-time keeps it on time on a busy machine. Advanced settings turn it off.")
         lay.addLayout(lat)
 
         self.compute_label = QLabel("Compute per block")
@@ -211,6 +213,8 @@ class PerformancePanel(QWidget):
         _set(f["buffer"], f"{s.buffer_latency_ms:.1f} ms{grown}")
         _set(f["device"], f"{s.device_latency_ms:.1f} ms" if s.running else "\u2014 (stopped)")
         _set(f["total"], f"{s.total_latency_ms:.1f} ms")
+        _set(f["priority"], s.worker_priority or "\u2014")
+        f["priority"].setToolTip(s.worker_priority_detail or "Shown while a stream runs.")
         if s.running and s.blocks_processed:
             pct = int(round(1000 * min(s.compute_load, 1.0)))
             if self.compute_bar.value() != pct:
@@ -234,8 +238,9 @@ class PerformancePanel(QWidget):
         for key, n in (("underflows", s.output_underflows), ("overflows", s.input_overflows),
                        ("late", s.late_blocks), ("xruns", s.device_xruns)):
             _set_state(f[key], WARN if n else IDLE)
-        if s.suggestion:
-            _set(self.suggestion, s.suggestion)
+        advice = s.suggestion or s.voice_hint
+        if advice:
+            _set(self.suggestion, advice)
             self.suggestion.show()
         else:
             self.suggestion.hide()

@@ -28,6 +28,13 @@ def suggestion_for(p99_ms: float, block_ms: float) -> str:
             f"raise the block size to about {fit} ms or choose a lighter voice.")
 
 
+def _voice_hint(voice: Any, chain: Any) -> str | None:
+    hint = getattr(voice, "hint", None)
+    if chain is None or not callable(hint):
+        return None
+    return hint(getattr(chain.state, "voice", None))
+
+
 def collect(
     *,
     worker: Any,
@@ -110,4 +117,7 @@ def collect(
         buffer_growth_ms=chain.buffer_growth_ms() if chain is not None else 0.0,
         voice_device=(voice_device or {}).get("device") if voice is not None else None,
         voice_device_note=(voice_device or {}).get("fallback_reason") or None,
+        voice_hint=_voice_hint(voice, chain),
+        worker_priority=w.priority.kind if chain is not None and w.priority else None,
+        worker_priority_detail=w.priority.detail if chain is not None and w.priority else None,
     )

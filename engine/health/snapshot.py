@@ -70,6 +70,12 @@ class HealthSnapshot:
     # where the loaded voice runs ("cpu", "cuda:0"); why not where it was asked to, if it is not
     voice_device: str | None = None
     voice_device_note: str | None = None
+    # a setting of the voice's own that would serve this speaker better (a longer look-ahead for a
+    # very low voice), from what the voice hears while it streams
+    voice_hint: str | None = None
+    # the conversion thread's scheduling while it streams: "realtime", "raised" or "normal", and why
+    worker_priority: str | None = None
+    worker_priority_detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

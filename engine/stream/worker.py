@@ -30,6 +30,13 @@ import numpy as np
 from engine.dsp.dynamics import peak_db
 from engine.stream.hops import HopBridge
 from engine.pipeline import Pipeline, PipelineState
+from engine.stream.priority import (
+    DEMOTE_AFTER_LATE,
+    Priority,
+    demote_current_thread,
+    raise_current_thread,
+    release_current_thread,
+)
 from engine.stream.realtime import RealtimeStream
 
 log = logging.getLogger(__name__)
@@ -168,6 +175,8 @@ class Worker:
         self.failure: str | None = None  # set when a device vanished; read by the engine
         self.timeline: BlockTimeline | None = None  # per-block record, when asked for (diagnosis, soak runs)
         self.on_failure: Callable[[str, RealtimeStream | None], None] | None = None
+        self.priority: Priority | None = None  # held while a stream runs (engine/stream/priority.py)
+        self._late_in_a_row = 0
         self._thread = threading.Thread(target=self._run, name="autovoice-worker", daemon=True)
         self._thread.start()
 
@@ -220,6 +229,9 @@ class Worker:
             self._apply_commands()
             chain = self.chain
             if chain is None:
+                if self.priority is not None:
+                    release_current_thread(self.priority)
+                    self.priority = None
                 time.sleep(0.02)
                 continue
             if self._stalled(chain):
@@ -232,6 +244,14 @@ class Worker:
                     self._fail(f"The voice failed while converting ({exc}); the stream was stopped.")
             else:
                 time.sleep(0.0005)
+
+    def attach(self, chain: LiveChain) -> None:
+        """Start converting `chain` (on the worker thread, between hops: through call())."""
+        if self.priority is not None:  # a stream reopened with new settings: ask again, as they say
+            release_current_thread(self.priority)
+        self.priority = raise_current_thread(chain.stream.config.realtime_priority)
+        self._late_in_a_row = 0
+        self.chain = chain
 
     def _stalled(self, chain: LiveChain) -> bool:
         s = chain.stream
@@ -306,6 +326,11 @@ class Worker:
         self.blocks_processed += 1
         if dt_ms > 1000.0 * len(x) / chain.pipeline.sample_rate:
             self.late_blocks += 1
+            self._late_in_a_row += 1
+            if self._late_in_a_row == DEMOTE_AFTER_LATE and self.priority is not None:
+                self.priority = demote_current_thread(self.priority, DEMOTE_AFTER_LATE)
+        else:
+            self._late_in_a_row = 0
         if self.timeline is not None:
             self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames)
 

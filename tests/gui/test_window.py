@@ -191,6 +191,9 @@ def test_settings_survive_a_restart(qtbot, monkeypatch):
     w1.output_combo.activated.emit(w1.output_combo.currentIndex())
     qtbot.waitUntil(lambda: e1.settings.audio.output_device == "USB Headset (Fake API)", timeout=5000)
     w1.advanced_toggle.setChecked(True)
+    qtbot.waitUntil(lambda: not w1.controller.busy, timeout=5000)  # the window has synced to the new device
+    w1.priority_check.setChecked(False)
+    qtbot.waitUntil(lambda: e1.settings.audio.realtime_priority is False, timeout=5000)
     w1.resize(1234, 811)
     qtbot.waitUntil(lambda: (w1.width(), w1.height()) == (1234, 811), timeout=3000)
     w1.close()
@@ -206,6 +209,7 @@ def test_settings_survive_a_restart(qtbot, monkeypatch):
             qtbot.waitUntil(lambda: w2.output_combo.count() > 1, timeout=5000)
             assert w2.output_combo.currentData() == "USB Headset (Fake API)"
             assert w2.advanced_box.isVisibleTo(w2)
+            assert not w2.priority_check.isChecked() and w2.adaptive_check.isChecked()
         finally:
             w2.close()
     finally:

@@ -1,0 +1,95 @@
+"""The worker thread's scheduling priority while it streams.
+
+A block is on time only if the worker gets a core within a few milliseconds of its input arriving.
+At normal priority a busy machine (a game, a browser, a build) shares every core fairly with it, and
+a wake-up can wait for a whole scheduler slice: that is an underflow. So while a stream runs, the
+worker thread asks the OS for more, in this order:
+
+* real-time (Linux ``SCHED_RR`` at :data:`REALTIME_PRIORITY`): it then runs before every normal
+  thread the moment it wakes. Allowed for root, and for users the system grants an ``rtprio``
+  limit (the ``audio`` group on most distributions with JACK or PipeWire installed);
+* a raised nice value (:data:`RAISED_NICE`, for the worker thread alone): a larger share, no
+  guarantee. Allowed with a ``nice`` limit;
+* otherwise it stays normal, and the health snapshot says why and what would allow it.
+
+Only the worker thread is raised, only while it streams (dropped when the stream stops), and it
+goes back to a raised nice value if the voice is late block after block: a real-time thread that
+never finishes its work would hold a core away from everything else (the kernel keeps 5% for the
+rest, which is not enough for a desktop). Threads a voice starts (torch's pool) are created during
+its warm-up, off the worker thread, so they keep normal priority. Windows (MMCSS) and macOS (time-constraint threads) are
+not done yet and say so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+
+# SCHED_RR priority, 1-99: above every normal thread, below the sound server's threads and the
+# audio callbacks it runs in our process (JACK's default is 10, PipeWire's 20 and up) and the
+# kernel's interrupt threads (50).
+REALTIME_PRIORITY = 2
+RAISED_NICE = -10
+# Late blocks in a row after which a real-time worker steps down to the raised nice value.
+DEMOTE_AFTER_LATE = 50
+
+LIMITS_HINT = ("on Linux, a real-time limit for your user (the 'audio' group with an 'rtprio' entry in "
+               "/etc/security/limits.d) allows it")
+
+
+@dataclass(frozen=True)
+class Priority:
+    kind: str  # "realtime", "raised" or "normal"
+    detail: str  # one sentence for the status panel and /health
+    _restore: tuple = ()  # (policy, sched priority, nice) before, for release()
+
+
+def raise_current_thread(wanted: bool = True) -> Priority:
+    """Raise the calling thread as far as the OS allows (see the module docstring)."""
+    if not wanted:
+        return Priority("normal", "normal: real-time priority is off in the settings")
+    if not sys.platform.startswith("linux"):
+        return Priority("normal", f"normal: raising the worker's priority is not implemented on {sys.platform} yet")
+    tid = threading.get_native_id()
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.getpriority(os.PRIO_PROCESS, tid))
+    try:
+        # pid 0: the calling thread (Linux schedules threads, not processes).
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(REALTIME_PRIORITY))
+        return Priority("realtime", f"real-time (SCHED_RR {REALTIME_PRIORITY})", before)
+    except OSError:
+        pass
+    return _raise_nice(tid, before, f"raised (nice {RAISED_NICE}); real-time was refused: {LIMITS_HINT}")
+
+
+def _raise_nice(tid: int, before: tuple, detail: str) -> Priority:
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, RAISED_NICE)
+        return Priority("raised", detail, before)
+    except OSError:
+        return Priority("normal", f"normal: the system allows no higher priority ({LIMITS_HINT})", before)
+
+
+def demote_current_thread(held: Priority, late_blocks: int) -> Priority:
+    """From real-time to the raised nice value, when the voice cannot keep up (see module docstring)."""
+    if held.kind != "realtime":
+        return held
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return _raise_nice(threading.get_native_id(), held._restore,
+                       f"raised (nice {RAISED_NICE}): stepped down from real-time after {late_blocks} late blocks "
+                       "in a row, so a voice that cannot keep up does not hold a core")
+
+
+def release_current_thread(held: Priority) -> None:
+    """Back to what the thread had before (lowering a priority is always allowed)."""
+    if not held._restore:
+        return
+    policy, sched_priority, nice = held._restore
+    try:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, os.sched_param(sched_priority))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:
+        pass  # the thread then keeps what it has: nothing else runs on it while no stream does
+

@@ -1,0 +1,153 @@
+"""The worker thread's priority while it streams (engine/stream/priority.py): raised on the worker
+thread alone while a chain is attached, dropped when it goes, stepped down when the voice is late
+block after block, and said plainly when the OS refuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from engine.api import Engine
+from engine.config import AudioConfig
+from engine.io.devices import DeviceInfo
+from engine.stream.priority import DEMOTE_AFTER_LATE, REALTIME_PRIORITY, raise_current_thread
+from engine.stream.realtime import RealtimeStream
+from engine.stream.worker import LiveChain, Worker
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the priority is raised on Linux only")
+
+
+def fake_device(name):
+    return DeviceInfo(0, name, "test", 1, 1, 48000.0, 5.0, 5.0, True, True)
+
+
+def may_go_realtime() -> bool:
+    """Whether this process may use SCHED_RR (root, or an rtprio limit), tried on a scratch thread."""
+    out = []
+
+    def probe():
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(REALTIME_PRIORITY))
+            out.append(True)
+        except OSError:
+            out.append(False)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return out[0]
+
+
+@pytest.fixture
+def chain_for():
+    engine = Engine(load_default_voice=False, autosave=False)
+    engine.load_voice("natural").result()
+
+    def make(**audio_changes):
+        audio = AudioConfig(sample_rate=48000, **audio_changes)
+        return LiveChain(RealtimeStream(audio, fake_device("in"), fake_device("out")), engine._make_pipeline(audio))
+
+    yield make
+    engine.close()
+
+
+def policy_of(thread: threading.Thread) -> tuple[int, int]:
+    return os.sched_getscheduler(thread.native_id), os.getpriority(os.PRIO_PROCESS, thread.native_id)
+
+
+@linux_only
+def test_the_worker_alone_is_raised_while_it_streams_and_dropped_after(chain_for):
+    worker = Worker()
+    try:
+        chain = chain_for()
+        # The stream was never started, so the worker's loop finds it inactive right after the
+        # attach and stops it: attach and look in one command, on the worker thread.
+        kind, policy = worker.call(lambda w: (w.attach(chain), w.priority.kind, os.sched_getscheduler(0))[1:])
+        if may_go_realtime():
+            assert (kind, policy) == ("realtime", os.SCHED_RR)
+        else:
+            assert kind in ("raised", "normal") and policy == os.SCHED_OTHER
+        assert policy_of(threading.current_thread()) == (os.SCHED_OTHER, os.getpriority(os.PRIO_PROCESS, 0))
+        deadline = time.monotonic() + 5
+        while worker.priority is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.chain is None and worker.priority is None  # stopped, and the priority went with it
+        assert policy_of(worker._thread) == (os.SCHED_OTHER, os.getpriority(os.PRIO_PROCESS, 0))  # as before
+    finally:
+        worker.shutdown()
+
+
+@linux_only
+def test_a_voice_late_block_after_block_steps_the_worker_down(chain_for):
+    if not may_go_realtime():
+        pytest.skip("this process may not use real-time scheduling")
+    worker = Worker()
+    try:
+        chain = chain_for()
+        # A voice slower than real time: every block takes 1.5 times its duration.
+        chain.pipeline.process = lambda x, state: (time.sleep(1.5 * len(x) / chain.pipeline.sample_rate) or x, state)
+
+        def run_late(w):  # one command, so the loop never sees the (unstarted) stream in between
+            w.attach(chain)
+            first = w.priority.kind
+            for _ in range(DEMOTE_AFTER_LATE):
+                w._process(chain)
+            return first, w.priority.kind, w.priority.detail, os.sched_getscheduler(0), \
+                os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+        first, kind, detail, policy, nice = worker.call(run_late, timeout_s=60)
+        assert first == "realtime" and (kind, policy) == ("raised", os.SCHED_OTHER) and nice < 0
+        assert f"after {DEMOTE_AFTER_LATE} late blocks" in detail
+    finally:
+        worker.shutdown()
+
+
+def test_turned_off_in_the_settings_it_stays_normal_and_says_so(chain_for):
+    """Also when the stream is reopened with the setting changed (the app's checkbox while live)."""
+    worker = Worker()
+    try:
+        on, off = chain_for(), chain_for(realtime_priority=False)
+        linux = sys.platform.startswith("linux")
+
+        def reopen(w):
+            w.attach(on)
+            w.attach(off)
+            return w.priority.kind, w.priority.detail, os.sched_getscheduler(0) if linux else None
+
+        kind, detail, policy = worker.call(reopen)
+        assert kind == "normal" and "off in the settings" in detail
+        if linux:
+            assert policy == os.SCHED_OTHER
+    finally:
+        worker.shutdown()
+
+
+@linux_only
+def test_an_unprivileged_user_is_told_what_would_allow_it():
+    if os.geteuid() != 0:
+        p = raise_current_thread()  # whatever this user may have; it must say which
+        assert p.kind in ("realtime", "raised", "normal") and p.detail
+        return
+    # As root: a forked child becomes 'nobody' (no capabilities, no rtprio or nice limit) and asks.
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_fd)
+            os.setgid(65534)
+            os.setuid(65534)
+            p = raise_current_thread()
+            os.write(write_fd, json.dumps([p.kind, p.detail]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        kind, detail = json.loads(f.read() or '["", ""]')
+    os.waitpid(pid, 0)
+    assert kind == "normal", detail
+    assert "rtprio" in detail and "audio" in detail
