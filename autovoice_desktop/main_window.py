@@ -294,20 +294,22 @@ class MainWindow(QMainWindow):
         adv.addRow("Block size", self.block_spin)
         adv.addRow("Crossfade", self.crossfade_spin)
         adv.addRow("Output pre-fill", self.prefill_spin)
-        self.adaptive_check = QCheckBox("Grow the buffer after a dropout")
-        self.adaptive_check.setObjectName("check_adaptive_buffer")
-        self.adaptive_check.setToolTip("After an underflow, keep its gap as extra safety margin (at most 40 ms), "
-                                       "shown under Performance; it shrinks back after 30 s without one. "
-                                       "Off: a fixed latency.")
-        self.adaptive_check.toggled.connect(lambda _v: self._advanced_timer.start())
-        adv.addRow("", self.adaptive_check)
-        self.priority_check = QCheckBox("Real-time priority for the conversion")
-        self.priority_check.setObjectName("check_realtime_priority")
-        self.priority_check.setToolTip("While streaming, the conversion thread asks the OS for real-time priority "
-                                       "(else a raised one), so a busy machine does not make it late. "
-                                       "What it got is shown under Performance.")
-        self.priority_check.toggled.connect(lambda _v: self._advanced_timer.start())
-        adv.addRow("", self.priority_check)
+        def check(name: str, text: str, tip: str) -> QCheckBox:
+            c = QCheckBox(text)
+            c.setObjectName(f"check_{name}")
+            c.setToolTip(tip)
+            c.toggled.connect(lambda _v: self._advanced_timer.start())
+            adv.addRow("", c)
+            return c
+
+        self.adaptive_check = check("adaptive_buffer", "Grow the buffer after a dropout",
+                                    "After an underflow, keep its gap as extra safety margin (at most 40 ms), "
+                                    "shown under Performance; it shrinks back after 30 s without one. "
+                                    "Off: a fixed latency.")
+        self.priority_check = check("realtime_priority", "Real-time priority for the conversion",
+                                    "While streaming, the conversion thread asks the OS for real-time priority "
+                                    "(else a raised one), so a busy machine does not make it late. "
+                                    "What it got is shown under Performance.")
         self.compute_combo = QComboBox()
         self.compute_combo.setObjectName("combo_compute_device")
         self.compute_combo.setToolTip("Where neural (RVC) voices run; built-in voices always run on the CPU. "
