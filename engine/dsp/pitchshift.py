@@ -98,9 +98,9 @@ HOP_MS = 1.0  # internal emission hop: latency grows by it, CPU per call shrinks
 ANALYSIS_MS = 4.0  # pitch analysis interval (a multiple of HOP_MS)
 LOOKAHEAD_MS = 9.0  # live: 9 ms + a 1 ms hop = 10 ms, so 20 ms with the engine's 10 ms block
 # The setting for voices around 80 Hz and below, where a period outlasts 9 ms: measured on a
-# ~77 Hz male voice (median error, cents, -7 / +4 / +12 st): 9 ms +8.2 / +12.1 / +11.3, 12 ms
-# +6.5 / +6.6 / +8.6, 16 ms +5.2 / +0.5 / +3.6; on the ~109 Hz male test voice 9 ms gives
-# +1.6 / +3.9 / +8.2, 16 ms +0.3 / -1.0 / +1.1.
+# ~77 Hz male voice (median error, cents, -7 / +4 / +12 st): 9 ms +12.6 / +12.1 / +11.3, 16 ms
+# +2.4 / +0.5 / +3.6; ~87 Hz: 9 ms +8.0 / +12.3 / +19.5, 16 ms +4.7 / -0.7 / -0.8; the ~109 Hz
+# male test voice at 9 ms: +1.4 / +3.9 / +8.2.
 LOW_VOICE_LOOKAHEAD_MS = 16.0
 OFFLINE_LOOKAHEAD_PERIODS = 1.0  # file path: this many periods of SHIFTER_FMIN_HZ past the marks
 UNVOICED_SPACING_MS = 5.0  # grain spacing for noise; short enough to keep plosives crisp
