@@ -39,9 +39,9 @@ of a ~77 Hz voice at -7 st by 12.8 cents (file path; now 1.8).
 Grains keep their length at every transposition. An earlier version narrowed them to `ratio` of
 it when lowering (a full period spread apart was heard at the old pitch, with the old step rule);
 that left most of each lowered period silent, a pulse train whose energy above 4 kHz flickers
-frame to frame. With each step taken at mid-period the pitch lands without it (median error on the
-recordings at -12 / -7 st within 2.4 cents either way) and those flicker "clicks" fell from 579 to
-122 over five clips.
+frame to frame. With each step taken at mid-period the pitch lands without it (worst median error
+on the recordings unchanged: 2.4 cents file, 8.2 live) and those flicker "clicks" fell from 500 / 599 to 129 / 168
+(live / file, benchmarks/bench_pitch_accuracy.py over every shared recording).
 
 Streaming, in input-time samples; everything happens on internal hops of HOP samples::
 
