@@ -40,8 +40,8 @@ Grains keep their length at every transposition. An earlier version narrowed the
 it when lowering (a full period spread apart was heard at the old pitch, with the old step rule);
 that left most of each lowered period silent, a pulse train whose energy above 4 kHz flickers
 frame to frame. With each step taken at mid-period the pitch lands without it (worst median error
-on the recordings unchanged: 2.4 cents file, 8.2 live) and those flicker "clicks" fell from 500 / 599 to 129 / 168
-(live / file, benchmarks/bench_pitch_accuracy.py over every shared recording).
+on the recordings unchanged: 2.4 cents file, 8.2 live) and those flicker "clicks" fell from
+500 / 599 to 129 / 168 (live / file, benchmarks/bench_pitch_accuracy.py, every shared recording).
 
 Streaming, in input-time samples; everything happens on internal hops of HOP samples::
 
@@ -97,7 +97,7 @@ SHIFTER_FMAX_HZ = 1100.0
 HOP_MS = 1.0  # internal emission hop: latency grows by it, CPU per call shrinks with it
 ANALYSIS_MS = 4.0  # pitch analysis interval (a multiple of HOP_MS)
 LOOKAHEAD_MS = 9.0  # live: 9 ms + a 1 ms hop = 10 ms, so 20 ms with the engine's 10 ms block
-# The setting for voices around 80 Hz and below, where a period outlasts 9 ms: measured on a
+# The setting for voices below ~100 Hz, whose periods outlast the 9 ms (see BuiltinVoice.hint): on a
 # ~77 Hz male voice (median error, cents, -7 / +4 / +12 st): 9 ms +12.6 / +12.1 / +11.3, 16 ms
 # +2.4 / +0.5 / +3.6; ~87 Hz: 9 ms +8.0 / +12.3 / +19.5, 16 ms +4.7 / -0.7 / -0.8; the ~109 Hz
 # male test voice at 9 ms: +1.4 / +3.9 / +8.2.

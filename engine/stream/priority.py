@@ -16,8 +16,8 @@ Only the worker thread is raised, only while it streams (dropped when the stream
 goes back to a raised nice value if the voice is late block after block: a real-time thread that
 never finishes its work would hold a core away from everything else (the kernel keeps 5% for the
 rest, which is not enough for a desktop). Threads a voice starts (torch's pool) are created during
-its warm-up, off the worker thread, so they keep normal priority. Windows (MMCSS) and macOS (time-constraint threads) are
-not done yet and say so.
+its warm-up, off the worker thread, so they keep normal priority. Windows (MMCSS) and macOS
+(time-constraint threads) are not done yet and say so.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ LIMITS_HINT = ("on Linux, a real-time limit for your user (the 'audio' group wit
 @dataclass(frozen=True)
 class Priority:
     kind: str  # "realtime", "raised" or "normal"
-    detail: str  # one sentence for the status panel and /health
+    detail: str  # one sentence for the Performance panel and the health snapshot
     _restore: tuple = ()  # (policy, sched priority, nice) before, for release()
 
 
