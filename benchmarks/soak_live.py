@@ -10,8 +10,10 @@ for each underflow, what the timeline shows just before it (a gap between blocks
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it) unless --no-baseline is given. --hog keeps one core busy beside it.
 --rt-jack starts the JACK server real-time scheduled (as JACK and PipeWire run on desktops; the
-default is the unscheduled server issue 14 measured on). --parallel soaks all the voices at once, each on its own JACK server: a busier machine than one
-stream alone (each run is the others' load), so what it shows holds a fortiori for one stream.
+default is the unscheduled server issue 14 measured on). --parallel soaks all the voices at once,
+each on its own JACK server: a busier machine than one stream alone (each run is the others' load),
+so what it shows holds a fortiori for one stream. --normal-priority passes the same flag to
+`autovoice live` (the worker at normal priority: the comparison for its real-time default).
 
     python benchmarks/soak_live.py --minutes 10 --voices deeper natural
     python benchmarks/soak_live.py --minutes 5 --voices deeper --hog --prefill-ms 20
