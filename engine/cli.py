@@ -74,10 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--block-ms", type=float, metavar="MS", help="processing block (default 10 ms)")
     p.add_argument("--crossfade-ms", type=float, metavar="MS")
     p.add_argument("--prefill-ms", type=float, metavar="MS", help="output safety margin (default 10 ms)")
-    p.add_argument("--fixed-latency", action="store_true",
-                   help="never grow the output buffer after an underflow (default: grow by the gap, shrink back when quiet)")
-    p.add_argument("--normal-priority", action="store_true",
-                   help="keep the conversion thread at normal priority (default: real-time where the OS allows it)")
+    # Each pair sets a remembered setting one way or the other (without either, the saved one holds).
+    latency = p.add_mutually_exclusive_group()
+    latency.add_argument("--fixed-latency", dest="adaptive_buffer", action="store_false", default=None,
+                         help="never grow the output buffer after an underflow (remembered; undo with --adaptive-latency)")
+    latency.add_argument("--adaptive-latency", dest="adaptive_buffer", action="store_true", default=None,
+                         help="grow the output buffer by an underflow's gap and shrink it back when quiet (the default)")
+    priority = p.add_mutually_exclusive_group()
+    priority.add_argument("--normal-priority", dest="realtime_priority", action="store_false", default=None,
+                          help="keep the conversion thread at normal priority (remembered; undo with --realtime-priority)")
+    priority.add_argument("--realtime-priority", dest="realtime_priority", action="store_true", default=None,
+                          help="run the conversion thread at real-time priority where the OS allows it (the default)")
     p.add_argument("--bypass", action="store_true", help="start with the voice bypassed (clean passthrough)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     p.add_argument("--stats-json", metavar="FILE", help="write the final health snapshot as JSON")
@@ -151,6 +158,14 @@ def _voice_params(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             params[key.strip()] = value.strip()
     return params
+
+
+def _audio_changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The audio settings `autovoice live` was given (the rest stay as saved)."""
+    pairs = (("sample_rate", args.samplerate), ("block_ms", args.block_ms), ("crossfade_ms", args.crossfade_ms),
+             ("prefill_ms", args.prefill_ms), ("adaptive_buffer", args.adaptive_buffer),
+             ("realtime_priority", args.realtime_priority))
+    return {key: value for key, value in pairs if value is not None}
 
 
 def _chain_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -413,16 +428,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         changes = _chain_changes(args)
         if changes:
             engine.set_chain(**changes)
-        audio: dict[str, Any] = {}
-        for key, value in (("sample_rate", args.samplerate), ("block_ms", args.block_ms),
-                           ("crossfade_ms", args.crossfade_ms), ("prefill_ms", args.prefill_ms)):
-            if value is not None:
-                audio[key] = value
-        if args.fixed_latency:
-            audio["adaptive_buffer"] = False
-        if args.normal_priority:
-            audio["realtime_priority"] = False
-        engine.start(args.input, args.output, args.monitor, **audio)
+        engine.start(args.input, args.output, args.monitor, **_audio_changes(args))
         if args.timeline:
             engine.record_timeline(seconds=args.seconds or 3600.0)
         s = engine.snapshot()
