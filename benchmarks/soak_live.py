@@ -215,7 +215,7 @@ def main() -> None:
         for c in r["underflow_causes"]:
             print("   underflow", c, flush=True)
 
-    results = []
+    results, failed = [], []
     if a.parallel:
         # One process per run: a process can be a client of one JACK server only.
         tmp = Path(tempfile.mkdtemp(prefix="avsoak-par-"))
@@ -231,8 +231,10 @@ def main() -> None:
         for i, child in enumerate(children):
             child.wait()
             out = tmp / f"{i}.json"
-            if not out.exists():
-                raise SystemExit(f"the soak of {runs[i][0]} failed: {(tmp / f'{i}.log').read_text()[-800:]}")
+            if not out.exists():  # the others' results still count; say which one failed and why
+                failed.append(f"the soak of {runs[i][0]} failed: {(tmp / f'{i}.log').read_text()[-800:]}")
+                print(failed[-1], flush=True)
+                continue
             results.append(dict(json.loads(out.read_text())[0], alongside=len(runs) - 1))
             report(results[-1])
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,6 +262,8 @@ def main() -> None:
               f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}) |")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
+    if failed:
+        sys.exit("\n".join(failed))
 
 
 if __name__ == "__main__":
