@@ -7,13 +7,8 @@ import pytest
 
 from engine.api import Engine
 from engine.config import AudioConfig
-from engine.io.devices import DeviceInfo
-from engine.stream.realtime import RealtimeStream
 from engine.stream.worker import LiveChain, Worker
-
-
-def fake_device(name):
-    return DeviceInfo(0, name, "test", 1, 1, 48000.0, 5.0, 5.0, True, True)
+from tests.stream_helpers import unstarted_stream
 
 
 @pytest.mark.parametrize("quick", [False, True])
@@ -28,7 +23,7 @@ def test_a_voice_swap_has_no_silent_gap(quick):
         second = engine._make_pipeline(audio)
         assert second.latency_samples > 0  # a voice with look-ahead: the case that used to gap
 
-        stream = RealtimeStream(audio, fake_device("in"), fake_device("out"))
+        stream = unstarted_stream(audio)
         chain = LiveChain(stream, first)
         hop = stream.hop_frames
         t = np.arange(48000 * 2) / 48000

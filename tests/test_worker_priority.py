@@ -13,17 +13,11 @@ import time
 import pytest
 
 from engine.api import Engine
-from engine.config import AudioConfig
-from engine.io.devices import DeviceInfo
 from engine.stream.priority import DEMOTE_AFTER_LATE, REALTIME_PRIORITY, raise_current_thread
-from engine.stream.realtime import RealtimeStream
-from engine.stream.worker import LiveChain, Worker
+from engine.stream.worker import Worker
+from tests.stream_helpers import unstarted_chain
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the priority is raised on Linux only")
-
-
-def fake_device(name):
-    return DeviceInfo(0, name, "test", 1, 1, 48000.0, 5.0, 5.0, True, True)
 
 
 def may_go_realtime() -> bool:
@@ -48,11 +42,7 @@ def chain_for():
     engine = Engine(load_default_voice=False, autosave=False)
     engine.load_voice("natural").result()
 
-    def make(**audio_changes):
-        audio = AudioConfig(sample_rate=48000, **audio_changes)
-        return LiveChain(RealtimeStream(audio, fake_device("in"), fake_device("out")), engine._make_pipeline(audio))
-
-    yield make
+    yield lambda **audio_changes: unstarted_chain(engine, **audio_changes)
     engine.close()
 
 

@@ -10,27 +10,19 @@ import numpy as np
 import pytest
 
 from engine.api import Engine
-from engine.config import AudioConfig
-from engine.io.devices import DeviceInfo
 from engine.stream.gc_policy import StreamingGc
-from engine.stream.realtime import RealtimeStream
-from engine.stream.worker import LiveChain, RecentValues, Worker
-
-
-def fake_device(name):
-    return DeviceInfo(0, name, "test", 1, 1, 48000.0, 5.0, 5.0, True, True)
+from engine.stream.worker import RecentValues, Worker
+from tests.stream_helpers import unstarted_chain
 
 
 @pytest.fixture(params=["natural", "deeper"])
 def chain_and_worker(request):
     engine = Engine(load_default_voice=False, autosave=False)
     engine.load_voice(request.param).result()
-    audio = AudioConfig(sample_rate=48000)
-    stream = RealtimeStream(audio, fake_device("in"), fake_device("out"))
-    chain = LiveChain(stream, engine._make_pipeline(audio))
+    chain = unstarted_chain(engine)
     worker = Worker()
     worker.shutdown()  # its thread is not needed: the test calls the per-block code itself
-    yield chain, worker, stream
+    yield chain, worker, chain.stream
     engine.close()
 
 
