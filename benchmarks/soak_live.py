@@ -56,9 +56,12 @@ def start_jack(period: int, rate: int, server: str | None = None, realtime: bool
     `realtime`: scheduled as sound servers run on desktops (SCHED_FIFO), else as issue 14 measured."""
     if jack_running(server):
         return None
+    # The server's own messages are kept: if it exits mid-soak, the failure report quotes them.
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"avsoak-jackd-{server or 'default'}-", suffix=".log", delete=False)
     proc = subprocess.Popen(["jackd", *(["-n", server] if server else []), "-R" if realtime else "--no-realtime", "-d", "dummy",
                              "-r", str(rate), "-p", str(period), "-C", "2", "-P", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = log.name
     deadline = time.monotonic() + 15
     while not jack_running(server):
         if time.monotonic() > deadline or proc.poll() is not None:
@@ -143,8 +146,8 @@ def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog
             proc.kill()
             proc.wait(timeout=10)
         log.close()
-    if not stats.exists():
-        raise RuntimeError(f"autovoice live wrote no stats: {log_path.read_text()[-800:]}")
+    if proc.returncode != 0 or not stats.exists():
+        raise RuntimeError(f"autovoice live stopped early (status {proc.returncode}): {log_path.read_text()[-800:]}")
     s = json.loads(stats.read_text())
     t = dict(np.load(timeline)) if timeline.exists() else {}
     comp = t.get("compute_ms", np.zeros(1))
@@ -242,7 +245,14 @@ def main() -> None:
         jackd = start_jack(a.period, 48000, a.server, a.rt_jack)
         try:
             for voice, policy in runs:
-                results.append(soak(voice, a.minutes * 60.0, policy and not a.gc_off, extra, a.hog, a.server))
+                try:
+                    results.append(soak(voice, a.minutes * 60.0, policy and not a.gc_off, extra, a.hog, a.server))
+                except RuntimeError as e:
+                    if jackd is None or jackd.poll() is None:
+                        raise
+                    tail = Path(jackd.log_path).read_text()[-600:]
+                    raise RuntimeError(f"{e}\nThe JACK server exited with status {jackd.returncode}; its last "
+                                       f"messages:\n{tail}") from e
                 report(results[-1])
         finally:
             if jackd is not None:

@@ -445,6 +445,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 break
             if not engine.running:
                 print(f"\nautovoice: error: {engine.last_error}", file=sys.stderr)
+                _write_session_files(engine, args)  # what was measured up to the failure
                 return 1
             now = time.monotonic()
             if now - last_print >= (0.25 if tty else 1.0):
@@ -456,15 +457,20 @@ def cmd_live(args: argparse.Namespace) -> int:
         if tty:
             print(file=sys.stderr)
         print(_readout(final), file=sys.stderr)
-        if args.stats_json:
-            Path(args.stats_json).write_text(json.dumps(final.to_dict(), indent=2))
-        if args.timeline:
-            import numpy as np
-
-            np.savez_compressed(args.timeline, **engine.timeline())
+        _write_session_files(engine, args)
         return 0
     finally:
         engine.close()
+
+
+def _write_session_files(engine, args: argparse.Namespace) -> None:
+    """The snapshot (`--stats-json`) and per-block timeline (`--timeline`) of a live session."""
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(engine.snapshot().to_dict(), indent=2))
+    if args.timeline:
+        import numpy as np
+
+        np.savez_compressed(args.timeline, **engine.timeline())
 
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
