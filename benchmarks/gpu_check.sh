@@ -55,7 +55,7 @@ status=0
 if [ "${CPU_ONLY:-0}" != 1 ]; then
     # every test that has a CUDA branch; on the GPU none of them may skip for want of CUDA
     "$py" -m pytest -q -rs -p no:cacheprovider \
-        tests/cuda_ops tests/test_device_choice.py tests/rvc/test_voice_device.py tests/rvc/test_onnx_device.py \
+        tests/cuda_ops tests/test_device_choice.py tests/rvc/test_voice_device.py tests/rvc/test_device_live.py tests/rvc/test_onnx_device.py \
         tests/rvc/test_devices.py tests/rvc/test_index.py tests/rvc/test_synthesizer.py 2>&1 | tee "$out/tests.log"
     status=${PIPESTATUS[0]}
 fi

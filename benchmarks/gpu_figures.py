@@ -83,13 +83,13 @@ class Models:
             self.pitch_method, self.pitch = "dsp", {}
             self.pitch_note = f"FCPE unavailable ({str(exc).splitlines()[0][:120]}); DSP pitch"
 
-    def voice(self, block_ms: float, graphs: bool) -> RVCVoice:
+    def voice(self, block_ms: float, graphs: bool, device_path: bool | None = None) -> RVCVoice:
         from cuda_ops.graphs import GraphedSynthesizer
 
         synth = GraphedSynthesizer(self.synth, enabled=graphs) if self.dev.type == "cuda" else self.synth
         # the crossfade cannot exceed the block (RVCVoice does not check: SOLA fails on it)
         v = RVCVoice(synth, self.encoder, pitch_estimators=self.pitch, block_ms=block_ms, extra_ms=2500,
-                     crossfade_ms=min(50.0, block_ms))
+                     crossfade_ms=min(50.0, block_ms), device_path=device_path)
         v.memory = devices.VoiceMemory(str(self.dev), devices.module_bytes(self.synth) + devices.module_bytes(self.encoder.model))
         return v
 
@@ -108,11 +108,12 @@ def live_ms(voice: RVCVoice, x: np.ndarray, count: int, params: dict) -> float:
     return statistics.median(times)
 
 
-def live_section(models: Models, blocks: list[float], count: int, x: np.ndarray, graphs: bool) -> dict:
+def live_section(models: Models, blocks: list[float], count: int, x: np.ndarray, graphs: bool,
+                 device_path: bool | None = None) -> dict:
     params = dict(PARAMS, f0_method=models.pitch_method)
     out = {}
     for block_ms in blocks:
-        voice = models.voice(block_ms, graphs)
+        voice = models.voice(block_ms, graphs, device_path)
         ms = live_ms(voice, x, count, params)
         entry = {"ms": round(ms, 2), "rtf": round(ms / block_ms, 3)}
         if graphs and models.dev.type == "cuda":
@@ -120,6 +121,33 @@ def live_section(models: Models, blocks: list[float], count: int, x: np.ndarray,
             entry.update(graph_captures=g.captures, graph_replays=g.replays, eager_reason=g.eager_reason)
         out[f"{block_ms:g}"] = entry
     return out
+
+
+def transfers_per_block(voice: RVCVoice, x: np.ndarray, params: dict, blocks: int = 5) -> dict:
+    """Host<->device copies and syncs the CUDA profiler sees per steady live block."""
+    from torch.profiler import ProfilerActivity, profile
+
+    state = voice.init_state()
+    hop = voice.hop_samples
+    for i in range(3):
+        _, state = voice.process(x[i * hop : (i + 1) * hop], state, params)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for i in range(3, 3 + blocks):
+            _, state = voice.process(x[i * hop : (i + 1) * hop], state, params)
+        torch.cuda.synchronize()
+    counts = {"htod": 0, "dtoh": 0, "dtod": 0, "stream_syncs": 0}
+    for ev in prof.events():
+        name = ev.name
+        if "Memcpy HtoD" in name:
+            counts["htod"] += 1
+        elif "Memcpy DtoH" in name:
+            counts["dtoh"] += 1
+        elif "Memcpy DtoD" in name:
+            counts["dtod"] += 1
+        elif name in ("cudaStreamSynchronize", "cudaDeviceSynchronize"):
+            counts["stream_syncs"] += 1
+    return {k: round(v / blocks, 2) for k, v in counts.items()}
 
 
 def offline_ms(models: Models, x: np.ndarray, count: int) -> float:
@@ -295,6 +323,16 @@ def main() -> None:
         live["cuda_fp16_graphs"] = live_section(gpu, blocks, args.count, x, graphs=True)
         stamp("CUDA: live blocks, graphs off")
         live["cuda_fp16_eager"] = live_section(gpu, blocks, args.count, x, graphs=False)
+        stamp("CUDA: live blocks, graphs on, host path (numpy rings, soxr, SOLA on the host)")
+        live["cuda_fp16_graphs_host_path"] = live_section(gpu, blocks, args.count, x, graphs=True, device_path=False)
+        stamp("CUDA: copies per block")
+        params = dict(PARAMS, f0_method=gpu.pitch_method)
+        try:
+            result["copies_per_100ms_block"] = {
+                "device_path": transfers_per_block(gpu.voice(100, True), x, params),
+                "host_path": transfers_per_block(gpu.voice(100, True, device_path=False), x, params)}
+        except Exception as exc:  # the profiler is a figure, not a requirement
+            result["copies_per_100ms_block"] = f"profiler failed: {type(exc).__name__}: {str(exc)[:200]}"
         stamp("CUDA: offline 1 s")
         offline["cuda_fp16_ms"] = round(offline_ms(gpu, x, args.count), 1)
         stamp("CUDA: peak VRAM")

@@ -51,6 +51,9 @@ def jack_running(server: str | None = None) -> bool:
         ["jack_lsp"], capture_output=True, timeout=10, env=jack_env(server)).returncode == 0
 
 
+PARALLEL_STAGGER_S = 5.0
+
+
 def start_jack(period: int, rate: int, server: str | None = None, realtime: bool = False) -> subprocess.Popen | None:
     """Start a dummy-driver JACK server (named `server`, else the default one) unless one runs;
     `realtime`: scheduled as sound servers run on desktops (SCHED_FIFO), else as issue 14 measured."""
@@ -224,8 +227,12 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="avsoak-par-"))
         children = []
         for i, (voice, policy) in enumerate(runs):
+            # Server names unique to this run (two --parallel runs can share the machine); the servers
+            # start a few seconds apart: jackd instances starting together can fail to register clients.
+            if i:
+                time.sleep(PARALLEL_STAGGER_S)
             cmd = [sys.executable, __file__, "--minutes", str(a.minutes), "--voices", voice, "--no-baseline",
-                   "--server", f"avsoak{i}", "--period", str(a.period), "--json", str(tmp / f"{i}.json"),
+                   "--server", f"avsoak{os.getpid()}_{i}", "--period", str(a.period), "--json", str(tmp / f"{i}.json"),
                    *(["--rt-jack"] if a.rt_jack else []),
                    *extra, *(["--hog"] if a.hog and i == 0 else [])]
             if not policy:

@@ -279,7 +279,8 @@ def describe_voice_device(voice: Any) -> dict[str, Any]:
     }
 
 
-def _device_of(obj: Any) -> str:
+def device_of(obj: Any) -> str:
+    """Where a model (its parameters), a tensor holder (``.device``) or an onnxruntime session runs."""
     params = getattr(obj, "parameters", None)
     if callable(params):
         try:
@@ -296,21 +297,6 @@ def _device_of(obj: Any) -> str:
 
 
 def _parts(voice: Any) -> dict[str, str]:
-    """Device per stage of an RVC voice; {} for voices without those stages."""
-    synth = getattr(voice, "synth", None)
-    if synth is None:
-        return {}
-    synth_dev = _device_of(synth)
-    index = getattr(voice, "index", None)
-    index_where = "none"
-    if index is not None:
-        index_where = f"{synth_dev} (device copy)" if synth_dev.startswith("cuda") else "cpu (faiss)"
-    pitch = {name: _device_of(est) for name, est in getattr(voice, "_estimators", {}).items()}
-    return {
-        "resampling": "cpu (soxr)",
-        "content_encoder": _device_of(getattr(voice, "encoder", None)),
-        "pitch": ", ".join(f"{k}: {v}" for k, v in sorted(pitch.items())) or "not loaded yet",
-        "index": index_where,
-        "synthesizer": synth_dev,
-        "sola": "cpu (numpy)",
-    }
+    """Device per stage of a neural voice (its ``device_parts()``); {} for voices without stages."""
+    parts = getattr(voice, "device_parts", None)
+    return parts() if callable(parts) else {}

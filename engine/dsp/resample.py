@@ -25,6 +25,37 @@ KAISER_BETA = 8.5
 MAX_TABLE_PHASES = 8192  # beyond this (odd rate pairs) phases are rounded to the nearest of 8192
 
 
+def sinc_rows(frac: np.ndarray, cutoff: float) -> np.ndarray:
+    """Filter rows (len(frac), 2 * HALF_TAPS) float32 for output samples at fractional input
+    positions ``frac`` (0 <= frac < 1), ``cutoff`` a fraction of the input's Nyquist.
+
+    Row m multiplies input samples i - HALF_TAPS + 1 ... i + HALF_TAPS, where i is the integer part
+    of the output's input time; their distance from that time is d = frac + HALF_TAPS - 1 - m.
+    """
+    d = np.asarray(frac, dtype=np.float64)[:, None] + (HALF_TAPS - 1) - np.arange(2 * HALF_TAPS)[None, :]
+    w = cutoff * np.sinc(cutoff * d) * np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (d / HALF_TAPS) ** 2, 0.0, 1.0)))
+    w /= w.sum(axis=1, keepdims=True)  # unity gain at DC for every phase
+    return w.astype(np.float32)
+
+
+def fixed_plan(n_in: int, from_rate: int, to_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resampling of a segment that always has ``n_in`` samples (a live block's window), as a gather:
+    output m = sum_j x[idx[m, j]] * w[m, j], output m at input time m * from / to, samples beyond
+    the segment's ends taken as silence (their weight is 0). n_out = round(n_in * to / from).
+    Returns (idx (n_out, 2 * HALF_TAPS) int64 within [0, n_in), w (n_out, 2 * HALF_TAPS) float32):
+    the same windowed-sinc filter as :class:`StreamResampler`, for code that runs on a tensor device."""
+    g = math.gcd(int(from_rate), int(to_rate))
+    up, down = int(to_rate) // g, int(from_rate) // g
+    n_out = int(round(n_in * up / down))
+    pos = np.arange(n_out, dtype=np.int64) * down
+    base = pos // up
+    w = sinc_rows((pos - base * up) / up, CUTOFF * min(1.0, up / down))
+    idx = (base - (HALF_TAPS - 1))[:, None] + np.arange(2 * HALF_TAPS)[None, :]
+    outside = (idx < 0) | (idx >= n_in)
+    w[outside] = 0.0
+    return np.clip(idx, 0, n_in - 1), w
+
+
 class StreamResampler:
     """Chunked mono resampling for the live path, with a steady output size.
 
@@ -55,16 +86,7 @@ class StreamResampler:
         self.reset()
 
     def _weights(self, frac: np.ndarray) -> np.ndarray:
-        """Filter rows for output samples at fractional input positions ``frac`` (0 <= frac < 1).
-
-        Row m multiplies input samples i - HALF_TAPS + 1 ... i + HALF_TAPS, where i is the integer
-        part of the output's input time; their distance from that time is d = frac + HALF_TAPS - 1 - m.
-        """
-        d = frac[:, None] + (HALF_TAPS - 1) - self._offsets[None, :]
-        fc = self.cutoff
-        w = fc * np.sinc(fc * d) * np.i0(KAISER_BETA * np.sqrt(np.clip(1.0 - (d / HALF_TAPS) ** 2, 0.0, 1.0)))
-        w /= w.sum(axis=1, keepdims=True)  # unity gain at DC for every phase
-        return w.astype(np.float32)
+        return sinc_rows(frac, self.cutoff)
 
     def reset(self) -> None:
         # Start D = delay_samples outputs early, at negative times where the input is silence: the

@@ -73,7 +73,9 @@ def test_gpu_voice_is_fp16_graphed_and_measures_its_peak(files):
         out, state = voice.process(np.zeros(voice.hop_samples, np.float32), state, {"f0_method": "dsp"})
     assert voice.synth.graph.captures >= 1 and voice.synth.graph.replays >= 2, voice.synth.graph.eager_reason
     parts = devices.describe_voice_device(voice)["parts"]
-    assert parts["synthesizer"] == parts["content_encoder"] == "cuda:0" and parts["pitch"] == "dsp: cpu"
+    assert parts["synthesizer"] == parts["content_encoder"] == "cuda:0"
+    assert parts["pitch"] == "dsp: cpu (its estimate goes through the host each block)"
+    assert parts["resampling"] == "cuda:0 (windowed sinc)" and parts["sola"] == "cuda:0 (Triton)"
 
 
 def test_what_the_health_view_shows(files):
@@ -94,8 +96,9 @@ def test_what_the_health_view_shows(files):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the voice on CUDA needs a CUDA GPU (none here)")
 def test_the_voice_on_cuda_sounds_like_the_voice_on_the_cpu(monkeypatch):
-    """Same weights, same noise, fp32: a CUDA voice (graphed decode, GPU index, NSF kernel) gives the
-    CPU voice's blocks; the graphed and the eager CUDA voices agree exactly."""
+    """Same weights, same noise, fp32: a CUDA voice (the device path: graphed decode, GPU index, NSF
+    and SOLA kernels) gives the blocks of the same path on the CPU; the graphed and the eager CUDA
+    voices agree exactly."""
     import faiss
     import soundfile as sf
     from tiny_models import tiny_synthesizer
@@ -119,7 +122,7 @@ def test_the_voice_on_cuda_sounds_like_the_voice_on_the_cpu(monkeypatch):
             self.device = device
 
         def encode(self, audio, version):
-            a = torch.as_tensor(np.asarray(audio, np.float32)).to(self.device)
+            a = torch.as_tensor(audio, dtype=torch.float32).reshape(-1).to(self.device)
             t = (len(a) - 400) // 320 + 1
             frames = a.unfold(0, 400, 320)[:t]
             return torch.tanh(frames @ P.to(self.device))[None]
@@ -135,7 +138,8 @@ def test_the_voice_on_cuda_sounds_like_the_voice_on_the_cpu(monkeypatch):
         if device == "cuda":
             synth = GraphedSynthesizer(synth, enabled=graphs)
         voice = RVCVoice(synth, Encoder(torch.device(device)), index=FeatureIndex(flat, vectors),
-                         block_ms=200, extra_ms=600, crossfade_ms=40)
+                         block_ms=200, extra_ms=600, crossfade_ms=40, device_path=True)
+        voice.device_live.host_noise = True  # the CPU generator's draws on every device
         state = voice.init_state()
         hop = voice.hop_samples
         outs[name] = np.concatenate([voice.process(x[i : i + hop], state, params)[0] for i in range(0, 5 * hop, hop)])

@@ -55,9 +55,13 @@ def transpose_f0(f0_hz: np.ndarray, semitones: float) -> np.ndarray:
     return np.asarray(f0_hz, dtype=np.float64) * (2.0 ** (float(semitones) / 12.0))
 
 
-def f0_to_coarse(f0_hz: np.ndarray) -> np.ndarray:
+def f0_to_coarse(f0_hz: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """RVC's coarse pitch: mel scale mapped so 50 Hz -> 1 and 1100 Hz -> 255, rounded, clipped to
-    1..255; unvoiced (0 Hz) -> 1. Returns int64 of the same shape."""
+    1..255; unvoiced (0 Hz) -> 1. Returns int64 of the same shape (a tensor stays on its device)."""
+    if isinstance(f0_hz, torch.Tensor):
+        mel = 1127.0 * torch.log1p(f0_hz.double() / 700.0)
+        mel = torch.where(mel > 0, (mel - F0_MEL_MIN) * 254.0 / (F0_MEL_MAX - F0_MEL_MIN) + 1.0, mel)
+        return torch.round(mel.clamp(1.0, 255.0)).long()
     f0_mel = 1127.0 * np.log(1.0 + np.asarray(f0_hz, dtype=np.float64) / 700.0)
     voiced = f0_mel > 0
     f0_mel[voiced] = (f0_mel[voiced] - F0_MEL_MIN) * 254.0 / (F0_MEL_MAX - F0_MEL_MIN) + 1.0
@@ -73,8 +77,16 @@ def rvc_pitch_inputs(f0_hz: np.ndarray, semitones: float = 0.0) -> tuple[np.ndar
     return f0_to_coarse(f0), f0.astype(np.float32)
 
 
-def _fit_length(f0: np.ndarray, n: int) -> np.ndarray:
-    """Trim, or extend by repeating the last frame, to ``n`` frames."""
+def fit_length(f0: np.ndarray | torch.Tensor, n: int) -> np.ndarray | torch.Tensor:
+    """Trim, or extend by repeating the last frame, to ``n`` frames (float64 numpy; a tensor keeps
+    its dtype and device)."""
+    if isinstance(f0, torch.Tensor):
+        f0 = f0.reshape(-1)
+        if f0.shape[0] >= n:
+            return f0[:n]
+        if f0.shape[0] == 0:
+            return f0.new_zeros(n)
+        return torch.cat([f0, f0[-1:].expand(n - f0.shape[0])])
     f0 = np.asarray(f0, dtype=np.float64).reshape(-1)
     if len(f0) >= n:
         return f0[:n]
@@ -240,12 +252,17 @@ class FcpePitch:
 
     @torch.inference_mode()
     def estimate(self, audio_16k: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self.estimate_on_device(audio_16k).double().cpu().numpy()
+
+    @torch.inference_mode()
+    def estimate_on_device(self, audio_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """As :meth:`estimate`, float32 on this estimator's device (nothing comes back to the host)."""
         x = _as_mono_16k(audio_16k).to(self.device)
         n = x.shape[0]
         if n == 0:
-            return np.zeros(1)
+            return torch.zeros(1, device=self.device)
         f0 = self.model.infer(self.mel(x[None]), decoder="local_argmax", threshold=self.threshold)
-        return _fit_length(f0.reshape(-1).float().cpu().numpy(), f0_frames(n))
+        return fit_length(f0.reshape(-1).float(), f0_frames(n))
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,7 +518,7 @@ class DspPitch:
         x = _as_mono_16k(audio_16k).cpu().numpy()
         f0 = self._track(x, SAMPLE_RATE, HOP_SAMPLES, fmin_hz=F0_MIN_HZ, fmax_hz=F0_MAX_HZ)
         f0 = np.nan_to_num(np.asarray(f0, dtype=np.float64), nan=0.0)
-        return _fit_length(np.maximum(f0, 0.0), f0_frames(len(x)))
+        return fit_length(np.maximum(f0, 0.0), f0_frames(len(x)))
 
 
 def load_pitch_estimator(method: str, models_dir: str | os.PathLike | None = None, device: str | torch.device = "cpu",

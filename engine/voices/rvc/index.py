@@ -87,14 +87,17 @@ class FeatureIndex:
         out[empty] = q[empty]  # no neighbour found at all: keep the frame
         return out.astype(np.float32)
 
-    def blend(self, feats: torch.Tensor | np.ndarray, index_rate: float, k: int = DEFAULT_K) -> torch.Tensor | np.ndarray:
+    def blend(self, feats: torch.Tensor | np.ndarray, index_rate: float, k: int = DEFAULT_K,
+              on_device: bool = False) -> torch.Tensor | np.ndarray:
         """feats: (B, T, dim) or (T, dim); returns index_rate * retrieved + (1 - index_rate) * feats,
-        the same type, dtype and device as given. index_rate 0 returns ``feats`` unchanged."""
+        the same type, dtype and device as given. index_rate 0 returns ``feats`` unchanged. CUDA
+        tensors (and any tensor with ``on_device``) are searched in the index's copy on their device
+        (cuda_ops.knn), others by faiss on the host."""
         if not 0.0 <= index_rate <= 1.0:
             raise ValueError(f"index_rate must be in [0, 1], got {index_rate}")
         if index_rate == 0:
             return feats
-        if isinstance(feats, torch.Tensor) and feats.device.type == "cuda":
+        if isinstance(feats, torch.Tensor) and (on_device or feats.device.type == "cuda"):
             flat = feats.detach().reshape(-1, feats.shape[-1])
             mixed = self.on_device(feats.device).blend(flat, index_rate, k)
             return mixed.reshape(feats.shape).to(feats.dtype)

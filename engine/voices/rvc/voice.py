@@ -57,6 +57,7 @@ from engine.dsp.resample import resample
 from engine.dsp.sola import Sola
 from engine.errors import ConfigError, VoiceError
 from engine.voices.base import ParamSpec
+from engine.voices.rvc.f0 import fit_length
 from engine.voices.rvc.presets import (
     DEFAULT_PRESET,
     LIVE_PRESETS,
@@ -73,7 +74,8 @@ PITCH_TAIL_EXTRA_16K = 800  # RVC realtime: pitch on block + 800 samples (50 ms)
 SOLA_SEARCH_FRAMES = 1  # 10 ms, as RVC
 C16 = 320  # 16 kHz samples per content frame (50 frames/s)
 CONV_REFRESH_MS = 1000.0  # every cached conv frame gets the current window's statistics at least this often
-FORMANT_RANGE_ST = 2.0  # RVC's realtime GUI: -2..2 in steps of 0.05
+FORMANT_RANGE_ST = 2.0
+_PART_ORDER = ("resampling", "content_encoder", "pitch", "index", "synthesizer", "sola")  # the block's order  # RVC's realtime GUI: -2..2 in steps of 0.05
 
 
 def _round_frames(ms: float, multiple: int = 1) -> int:
@@ -148,10 +150,13 @@ class RVCVoice:
         feature_cache: bool | None = None,
         encoder_int8: bool | None = None,
         decoder_bf16: bool | None = None,
+        device_path: bool | None = None,
     ):
         """``live_preset`` names how the live path does its work (``presets.LIVE_PRESETS``); its own
         block/extra/crossfade, where it has them, replace the ones given. ``feature_cache``,
-        ``encoder_int8`` and ``decoder_bf16`` override the preset's choices (for tests and benchmarks)."""
+        ``encoder_int8`` and ``decoder_bf16`` override the preset's choices (for tests and benchmarks). ``device_path``:
+        run the live block on the synthesizer's device end to end (engine/voices/rvc/device_live.py);
+        None: where that device is a GPU."""
         preset = _preset_or_refuse(live_preset)
         self.live_preset = preset.name
         block_ms = preset.block_ms if preset.block_ms is not None else block_ms
@@ -194,6 +199,7 @@ class RVCVoice:
         self.latency_samples = (self.crossfade_frames + self.search_frames + self.lookahead_frames) * self.frame
         self._sola = Sola(self.hop_samples, self.crossfade_frames * self.frame, self.search_frames * self.frame)
         self._partial = hasattr(synthesizer, "infer") and isinstance(synthesizer, torch.nn.Module)
+        self._constants: dict[tuple[int, str], torch.Tensor] = {}
         self.device_choice: Any = None  # engine.accelerators.DeviceChoice, set by load_rvc_voice
         self.memory: Any = None  # engine.accelerators.VoiceMemory, set by load_rvc_voice
         self.supports_formant = self._partial or bool(getattr(synthesizer, "supports_formant", False))
@@ -222,10 +228,24 @@ class RVCVoice:
         if decoder_bf16 and self._partial and cpu_has_native_bf16() and next(synthesizer.parameters()).device.type == "cpu":
             self.live_synth = _with_decoder_in(synthesizer, torch.bfloat16)
         self.decoder_bf16 = self.live_synth is not synthesizer
+        self.device_live = None
+        if self._partial:
+            dev = next(synthesizer.parameters()).device
+            if device_path or (device_path is None and dev.type == "cuda"):
+                enc_dev = getattr(self.live_encoder, "device", None)
+                if enc_dev is None or torch.device(enc_dev) != dev:
+                    if device_path:
+                        raise ConfigError(f"The device path needs the content encoder on {dev}, where the voice is.")
+                else:
+                    from engine.voices.rvc.device_live import DeviceLive
+
+                    self.device_live = DeviceLive(self, dev)
 
     # --- the Voice protocol ---
 
-    def init_state(self) -> _State:
+    def init_state(self) -> Any:
+        if self.device_live is not None:
+            return self.device_live.init_state()
         w, hop = self.window_frames, self.frame
         gen = torch.Generator().manual_seed(self.seed)
         return _State(
@@ -245,6 +265,8 @@ class RVCVoice:
         if block.shape[0] != self.hop_samples:
             raise ValueError(f"RVCVoice takes blocks of {self.hop_samples} samples, got {block.shape[0]}")
         p = {**self._defaults, **params}  # validated at the edge; trusted here
+        if self.device_live is not None:
+            return self.device_live.process(block, state, p), state
         b, hop = self.block_frames, self.frame
         self._push_input(block, state)
         feats, original = self._features(self._live_content(state), p)  # (1, W, C) each
@@ -264,6 +286,35 @@ class RVCVoice:
             state.phase0 = float((state.phase0 + per_frame.sum()) % 1.0)
         state.calls += 1
         return out.astype(np.float32), state
+
+    def device_parts(self) -> dict[str, str]:
+        """Where each stage of the live block runs, for the app and ``/health``."""
+        from engine.accelerators import device_of
+
+        synth_dev = device_of(self.synth)
+        pitch = {}
+        for name, est in self._estimators.items():
+            where = device_of(est)
+            if self.device_live is not None and not hasattr(est, "estimate_on_device") and where != synth_dev:
+                where += " (its estimate goes through the host each block)"
+            pitch[name] = where
+        parts = {
+            "content_encoder": device_of(self.encoder),
+            "pitch": ", ".join(f"{k}: {v}" for k, v in sorted(pitch.items())) or "not loaded yet",
+            "synthesizer": synth_dev,
+        }
+        if self.device_live is None:
+            on_cuda = synth_dev.startswith("cuda")
+            parts.update(resampling="cpu (soxr)", sola="cpu (numpy)",
+                         index="none" if self.index is None else f"{synth_dev} (device copy)" if on_cuda else "cpu (faiss)")
+        else:
+            from cuda_ops.dispatch import use_kernel
+
+            dev = self.device_live.device
+            kernels = "Triton" if use_kernel(torch.empty(0, device=dev)) else "torch"
+            parts.update(resampling=f"{dev} (windowed sinc)", sola=f"{dev} ({kernels})",
+                         index="none" if self.index is None else f"{dev} (device copy, {kernels})")
+        return dict(sorted(parts.items(), key=lambda kv: _PART_ORDER.index(kv[0])))
 
     def measure_peak_memory(self, params: dict[str, Any] | None = None) -> int | None:
         """Convert two silent blocks on a fresh state; the peak device bytes (None off CUDA) go to
@@ -302,7 +353,7 @@ class RVCVoice:
         f0 = None
         if self.cfg.f0:
             est = self._estimator(p["f0_method"]).estimate(x16)
-            f0 = _fit(est, frames) * 2.0 ** (p["transpose_st"] / 12.0)
+            f0 = fit_length(est, frames) * 2.0 ** (p["transpose_st"] / 12.0)
         noise_z, noise_nsf = self._offline_noise(frames)
         audio_out, _ = self._run_synth(feats, original, f0, p, noise_z, noise_nsf, 0.0, 0, frames)
         audio_out = self._mix_rms(audio_out, padded, p["rms_mix_rate"], whole=True)
@@ -384,11 +435,13 @@ class RVCVoice:
         return enc.encode_conv(torch.from_numpy(state.conv50), self.cfg.version).cpu(), frames
 
     def _features(
-        self, content: tuple[torch.Tensor, int], p: dict[str, Any], blend_from: int | None = None
+        self, content: tuple[torch.Tensor, int], p: dict[str, Any], blend_from: int | None = None,
+        device_index: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(content features (1, T, C) at 50 frames/s, frames at 100 frames/s) -> content features
         (1, frames, C) at 100 frames/s after retrieval blending, and the features before retrieval
-        when consonant protection needs them (else None)."""
+        when consonant protection needs them (else None). ``device_index``: search the index's copy
+        on the features' device (always so on CUDA), not faiss."""
         from engine.voices.rvc.content import features_to_f0_rate
 
         feats, frames = content
@@ -398,7 +451,7 @@ class RVCVoice:
         if self.index is not None and p["index_rate"] > 0:
             start = (self.skip_head if blend_from is None else blend_from) // 2
             blended = feats.clone()
-            blended[:, start:] = self.index.blend(feats[:, start:], p["index_rate"])
+            blended[:, start:] = self.index.blend(feats[:, start:], p["index_rate"], on_device=device_index)
             feats = blended
         protect = self.cfg.f0 and p["protect"] < 0.5 and feats is not original
         return features_to_f0_rate(feats, frames), (features_to_f0_rate(original, frames) if protect else None)
@@ -414,7 +467,7 @@ class RVCVoice:
     def _update_pitch(self, state: _State, method: str) -> None:
         b = self.block_frames
         tail = state.ring16[-(b * F16 + PITCH_TAIL_EXTRA_16K) :]
-        f0 = _fit(self._estimator(method).estimate(tail), len(tail) // F16 + 1)
+        f0 = fit_length(self._estimator(method).estimate(tail), len(tail) // F16 + 1)
         cache = state.f0_cache
         cache[:-b] = cache[b:]
         fresh = f0[3:-1]  # drop the estimate's edge frames, as RVC does
@@ -434,8 +487,43 @@ class RVCVoice:
         from engine.voices.rvc.index import protect_unvoiced
 
         synth = self.synth if synth is None else synth
+        if self._partial:
+            audio, nsf_f0, formant = self._decode(feats, original, f0, p, noise_z, noise_nsf, phase0, head, length, synth)
+            audio = audio[0, 0].float().cpu().numpy()
+            return (audio if formant == 0.0 else self._unstretch(audio, length, formant)), nsf_f0
+        # ONNX contracts have no partial decoding: decode the window, keep the part we need
         frames = feats.shape[1]
-        sid = int(p.get("speaker_id", 0))
+        formant = float(p.get("formant_st", 0.0)) if self.supports_formant else 0.0
+        frames2 = None if formant == 0.0 else int(math.ceil(frames * 2.0 ** (formant / 12.0)))
+        pitch = pitchf = nsf_f0 = None
+        if f0 is not None:
+            if frames2 is not None:  # pitch taken ``formant`` lower, as in the torch path
+                f0 = f0 * 2.0 ** (-formant / 12.0)
+            if original is not None:
+                feats = protect_unvoiced(feats, original, torch.from_numpy(f0).float(), p["protect"])
+            pitch = torch.from_numpy(f0_to_coarse(f0)).long().unsqueeze(0)
+            nsf_f0 = f0 if frames2 is None else f0 * (frames2 / frames)
+            pitchf = torch.from_numpy(nsf_f0).float().unsqueeze(0)
+        audio = synth.infer(
+            feats.numpy(), None, None if pitch is None else pitch.numpy(),
+            None if pitchf is None else pitchf.numpy(), int(p.get("speaker_id", 0)), noise_z=noise_z.numpy(),
+            **({} if frames2 is None else {"formant_length": frames2}),
+        )[0, 0]
+        if frames2 is not None:
+            audio = self._unstretch(audio, frames, formant)
+        return audio[head * self.frame : (head + length) * self.frame], nsf_f0
+
+    def _decode(self, feats, original, f0, p, noise_z, noise_nsf, phase0, head, length, synth):
+        """A torch synthesizer's decode of frames [head, head + length), everything on its device
+        -> (audio (1, 1, n) there, stretched when the formant moves; the NSF F0 it was given, of
+        f0's kind, or None; the formant in semitones). ``f0``: (frames,) Hz after transposition,
+        numpy or a tensor; ``phase0``: the NSF sine phase, a float or a (1,) float64 tensor."""
+        from engine.voices.rvc.f0 import f0_to_coarse
+        from engine.voices.rvc.index import protect_unvoiced
+
+        dev = next(synth.parameters()).device
+        dtype = synth.emb_g.weight.dtype
+        frames = feats.shape[1]
         formant = float(p.get("formant_st", 0.0)) if self.supports_formant else 0.0
         length2 = None
         if formant != 0.0:  # RVC's return_length2
@@ -444,43 +532,37 @@ class RVCVoice:
                 f0 = f0 * 2.0 ** (-formant / 12.0)
         pitch = pitchf = nsf_f0 = None
         if f0 is not None:
+            f0_t = f0 if isinstance(f0, torch.Tensor) else torch.from_numpy(f0)
             if original is not None:
-                feats = protect_unvoiced(feats, original, torch.from_numpy(f0).float(), p["protect"])
-            pitch = torch.from_numpy(f0_to_coarse(f0)).long().unsqueeze(0)
+                feats = protect_unvoiced(feats, original, f0_t.float(), p["protect"])
+            pitch = f0_to_coarse(f0_t).to(dev).unsqueeze(0)
             nsf_f0 = f0 if length2 is None else f0 * (length2 / length)
-            pitchf = torch.from_numpy(nsf_f0).float().unsqueeze(0)
-        if self._partial:
-            dev = next(synth.parameters()).device
-            dtype = synth.emb_g.weight.dtype
-            audio = synth.infer(
-                feats.to(dev, dtype),
-                torch.tensor([frames], device=dev),
-                None if pitch is None else pitch.to(dev),
-                None if pitchf is None else pitchf.to(dev),
-                torch.tensor([sid], device=dev),
-                skip_head=head,
-                return_length=length,
-                noise_z=noise_z.to(dev),
-                noise_nsf=None if pitch is None else noise_nsf.to(dev),
-                sine_phase0=None if pitch is None else torch.tensor([phase0], dtype=torch.float64, device=dev),
-                decoder_context=self.decoder_context_frames if length2 is None else 0,
-                formant_length=length2,
-            )
-            audio = audio[0, 0].float().cpu().numpy()
-            return (audio if length2 is None else self._unstretch(audio, length, formant)), nsf_f0
-        # ONNX contracts have no partial decoding: decode the window, keep the part we need
-        frames2 = None if length2 is None else int(math.ceil(frames * 2.0 ** (formant / 12.0)))
-        if frames2 is not None and pitchf is not None:
-            nsf_f0 = f0 * (frames2 / frames)
-            pitchf = torch.from_numpy(nsf_f0).float().unsqueeze(0)
+            pitchf = (nsf_f0 if isinstance(nsf_f0, torch.Tensor) else torch.from_numpy(nsf_f0)).float().to(dev).unsqueeze(0)
+        if pitch is not None and not isinstance(phase0, torch.Tensor):
+            phase0 = torch.tensor([phase0], dtype=torch.float64, device=dev)
         audio = synth.infer(
-            feats.numpy(), None, None if pitch is None else pitch.numpy(),
-            None if pitchf is None else pitchf.numpy(), sid, noise_z=noise_z.numpy(),
-            **({} if frames2 is None else {"formant_length": frames2}),
-        )[0, 0]
-        if frames2 is not None:
-            audio = self._unstretch(audio, frames, formant)
-        return audio[head * self.frame : (head + length) * self.frame], nsf_f0
+            feats.to(dev, dtype),
+            self._constant(frames, dev),
+            pitch,
+            pitchf,
+            self._constant(int(p.get("speaker_id", 0)), dev),
+            skip_head=head,
+            return_length=length,
+            noise_z=noise_z.to(dev),
+            noise_nsf=None if pitch is None else noise_nsf.to(dev),
+            sine_phase0=None if pitch is None else phase0.to(dev),
+            decoder_context=self.decoder_context_frames if length2 is None else 0,
+            formant_length=length2,
+        )
+        return audio, nsf_f0, formant
+
+    def _constant(self, value: int, dev: torch.device) -> torch.Tensor:
+        """A (1,) int64 tensor on ``dev``, made once: per-block inputs that rarely change (the window's
+        frame count, the speaker) cost no host-to-device copy."""
+        key = (int(value), str(dev))
+        if key not in self._constants:
+            self._constants[key] = torch.tensor([int(value)], device=dev)
+        return self._constants[key]
 
     def _unstretch(self, audio: np.ndarray, length: int, formant_st: float) -> np.ndarray:
         """RVC's resampling back after a stretched decode: the first ``length * upp_res`` samples,
@@ -515,13 +597,6 @@ def _frame_rms(x: np.ndarray, frame: int) -> np.ndarray:
     padded = np.pad(x[: n * frame].astype(np.float64), (2 * frame, 2 * frame), mode="reflect")
     sq = np.convolve(padded**2, np.ones(4 * frame) / (4 * frame), mode="same")
     return np.sqrt(sq[2 * frame : 2 * frame + n * frame : frame][:n] + 1e-12)
-
-
-def _fit(f0: np.ndarray, n: int) -> np.ndarray:
-    f0 = np.asarray(f0, dtype=np.float64).reshape(-1)
-    if len(f0) >= n:
-        return f0[:n]
-    return np.pad(f0, (0, n - len(f0)), mode="edge") if len(f0) else np.zeros(n)
 
 
 def load_rvc_voice(
