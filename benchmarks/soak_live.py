@@ -18,6 +18,11 @@ so what it shows holds a fortiori for one stream. --normal-priority passes the s
     python benchmarks/soak_live.py --minutes 10 --voices deeper natural
     python benchmarks/soak_live.py --minutes 5 --voices deeper --hog --prefill-ms 20
     python benchmarks/soak_live.py --minutes 60 --voices natural radio robot --parallel --no-baseline
+    python benchmarks/soak_live.py --minutes 20 --voices rvc --no-baseline --rvc-preset small-cpu
+
+The voice ``rvc`` is a full-size RVC v2 40 kHz model and HuBERT base in their real file formats with
+random weights (compute does not depend on them; built once into the temp folder), imported into the
+run's data folder as a user imports one, with FCPE pitch and the live setting ``--rvc-preset``.
 
 Needs jackd (the dummy driver is started here if no JACK server runs) and JACK-Client.
 """
@@ -73,12 +78,45 @@ def start_jack(period: int, rate: int, server: str | None = None, realtime: bool
     return proc
 
 
+RVC_VOICE = "rvc"
+
+
+def rvc_files() -> tuple[Path, Path]:
+    """(voice .pth, hubert_base.pt): full size, random weights, real formats; built once and kept."""
+    cache = Path(tempfile.gettempdir()) / "avsoak-rvc-models"
+    pth, hubert = cache / "soakvoice.pth", cache / "hubert_base.pt"
+    if not (pth.is_file() and hubert.is_file()):
+        sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "rvc")]
+        from helpers_frontend import tiny_fairseq_hubert_checkpoint
+        from tiny_models import full_config, randomize_
+
+        from engine.voices.rvc.checkpoint import write_checkpoint
+        from engine.voices.rvc.hubert import hubert_base_config
+        from engine.voices.rvc.synthesizer import build_synthesizer
+
+        cache.mkdir(parents=True, exist_ok=True)
+        write_checkpoint(randomize_(build_synthesizer(full_config("v2", True, 40000)), seed=0), pth, info="soak")
+        tiny_fairseq_hubert_checkpoint(hubert, hubert_base_config())
+    return pth, hubert
+
+
+def install_rvc(env: dict, data: Path) -> str:
+    """Import the soak's RVC voice into the run's data folder, as `autovoice voices import` does."""
+    pth, hubert = rvc_files()
+    (data / "models").mkdir(parents=True, exist_ok=True)
+    shutil.copy(hubert, data / "models" / "hubert_base.pt")
+    subprocess.run([sys.executable, "-m", "autovoice", "voices", "import", str(pth), "--name", "soakvoice"],
+                   env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    return "soakvoice"
+
+
 def hog() -> subprocess.Popen:
     """One busy core: a process that never sleeps."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog: bool, server: str | None = None) -> dict:
+def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog: bool, server: str | None = None,
+         rvc_preset: str = "small-cpu") -> dict:
     import jack
     import soundfile as sf
 
@@ -87,7 +125,11 @@ def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog
     env = dict(jack_env(server), AUTOVOICE_CONFIG_DIR=str(tmp / "config"), AUTOVOICE_DATA_DIR=str(tmp / "data"),
                AUTOVOICE_STREAM_GC="1" if gc_policy else "0")
     stats, timeline = tmp / "stats.json", tmp / "timeline.npz"
-    cmd = [sys.executable, "-m", "autovoice", "live", "--voice", voice, "--input", "system", "--output", "system",
+    run_voice, voice_args = voice, []
+    if voice == RVC_VOICE:
+        run_voice = install_rvc(env, tmp / "data")
+        voice_args = ["--param", f"live_preset={rvc_preset}", "--param", "f0_method=fcpe"]
+    cmd = [sys.executable, "-m", "autovoice", "live", "--voice", run_voice, *voice_args, "--input", "system", "--output", "system",
            "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline), "--gate", "-100",
            *extra]
     busy = hog() if with_hog else None
@@ -211,6 +253,7 @@ def main() -> None:
     ap.add_argument("--rt-jack", action="store_true",
                     help="start the JACK server real-time scheduled, as desktop sound servers run (needs rtprio)")
     ap.add_argument("--gc-off", action="store_true", help="only the AUTOVOICE_STREAM_GC=0 baseline (with --no-baseline)")
+    ap.add_argument("--rvc-preset", default="small-cpu", help="live setting of the voice `rvc` (default small-cpu)")
     a = ap.parse_args()
     extra = (["--prefill-ms", str(a.prefill_ms)] if a.prefill_ms is not None else []) + (
         ["--fixed-latency"] if a.fixed_latency else []) + (["--normal-priority"] if a.normal_priority else [])
@@ -233,7 +276,7 @@ def main() -> None:
                 time.sleep(PARALLEL_STAGGER_S)
             cmd = [sys.executable, __file__, "--minutes", str(a.minutes), "--voices", voice, "--no-baseline",
                    "--server", f"avsoak{os.getpid()}_{i}", "--period", str(a.period), "--json", str(tmp / f"{i}.json"),
-                   *(["--rt-jack"] if a.rt_jack else []),
+                   *(["--rt-jack"] if a.rt_jack else []), "--rvc-preset", a.rvc_preset,
                    *extra, *(["--hog"] if a.hog and i == 0 else [])]
             if not policy:
                 cmd += ["--gc-off"]
@@ -253,7 +296,8 @@ def main() -> None:
         try:
             for voice, policy in runs:
                 try:
-                    results.append(soak(voice, a.minutes * 60.0, policy and not a.gc_off, extra, a.hog, a.server))
+                    results.append(soak(voice, a.minutes * 60.0, policy and not a.gc_off, extra, a.hog, a.server,
+                                        a.rvc_preset))
                 except RuntimeError as e:
                     if jackd is None or jackd.poll() is None:
                         raise

@@ -204,6 +204,9 @@ def test_tiny_rmvpe_loads_weights_only_and_gives_frames(tmp_path):
         assert np.all((sal >= 0) & (sal <= 1))
         f0 = pitch.estimate(x)
         assert f0.shape == (f0_frames(n),) and np.all(np.isfinite(f0))
+        on_device = pitch.estimate_on_device(x)  # the device path's: the same decode in torch
+        assert isinstance(on_device, torch.Tensor)
+        np.testing.assert_allclose(on_device.numpy(), f0, rtol=1e-12)
     # Same network output as the model whose weights were saved (fp16 rounding aside).
     x = torch.from_numpy(harmonic_tone(200.0, 0.64 - 0.01))
     mel = RmvpeMel()(x[None])

@@ -1,7 +1,7 @@
 """An RVC voice's live block with every step on its synthesizer's torch device.
 
 On a GPU the block's audio goes up once and comes back once: the ring buffers, resampling to
-16 kHz, the content encoder, FCPE pitch, index retrieval (``cuda_ops.knn``), the noise, the
+16 kHz, the content encoder, FCPE or RMVPE pitch, index retrieval (``cuda_ops.knn``), the noise, the
 synthesizer (a CUDA graph when graphed), the loudness follow and SOLA (``cuda_ops.sola``) all take
 and give tensors on that device. The steps are RVCVoice's (engine/voices/rvc/voice.py, whose
 docstring draws the window); what differs from its numpy path:
@@ -10,8 +10,8 @@ docstring draws the window); what differs from its numpy path:
   live resampler's filter) instead of soxr;
 * the content encoder always sees the whole window (the conv-feature cache is a CPU economy);
 * noise comes from a generator on the device (on the CPU: the numpy path's draws, in its order);
-* pitch trackers without a device method (``dsp``, ``rmvpe``) run as they do on the CPU path:
-  their estimate is one more round trip a block, and ``RVCVoice.device_parts`` says so.
+* FCPE and RMVPE estimate on the device (``estimate_on_device``); the ``dsp`` tracker is host code,
+  so its estimate is one more round trip a block, and ``RVCVoice.device_parts`` says so.
 
 It runs where the synthesizer is on CUDA (``device_path=None``), or anywhere on request (tests
 compare it with the numpy path on the CPU).

@@ -443,19 +443,21 @@ class RmvpeMel(nn.Module):
 _CENTS_MAPPING = np.pad(20.0 * np.arange(RMVPE_N_CLASSES) + 1997.3794084376191, (4, 4))
 
 
-def salience_to_f0(salience: np.ndarray, threshold: float = 0.03) -> np.ndarray:
+def salience_to_f0(salience: np.ndarray | torch.Tensor, threshold: float = 0.03) -> np.ndarray | torch.Tensor:
     """RMVPE decoding: the salience-weighted mean of the cents of the 9 bins around the peak,
-    0 where the peak is at or below ``threshold``. salience: (T, 360) -> F0 Hz (T,)."""
-    sal = np.asarray(salience, dtype=np.float64)
-    center = np.argmax(sal, axis=1) + 4
-    padded = np.pad(sal, ((0, 0), (4, 4)))
-    idx = center[:, None] + np.arange(-4, 5)[None, :]
-    win = np.take_along_axis(padded, idx, axis=1)
-    cents = np.sum(win * _CENTS_MAPPING[idx], axis=1) / np.maximum(np.sum(win, axis=1), 1e-12)
-    cents[np.max(padded, axis=1) <= threshold] = 0
+    0 where the peak is at or below ``threshold``. salience: (T, 360) -> F0 Hz (T,) float64, numpy
+    for numpy, a tensor on its device for a tensor."""
+    if not isinstance(salience, torch.Tensor):
+        return salience_to_f0(torch.from_numpy(np.asarray(salience, dtype=np.float64)), threshold).numpy()
+    sal = salience.double()
+    padded = F.pad(sal, (4, 4))
+    idx = sal.argmax(dim=1, keepdim=True) + 4 + torch.arange(-4, 5, device=sal.device)[None, :]
+    win = padded.gather(1, idx)
+    mapping = torch.from_numpy(_CENTS_MAPPING).to(sal.device)[idx]
+    cents = (win * mapping).sum(1) / win.sum(1).clamp_min(1e-12)
+    cents = torch.where(padded.amax(1) <= threshold, torch.zeros_like(cents), cents)
     f0 = 10.0 * 2.0 ** (cents / 1200.0)
-    f0[f0 == 10.0] = 0
-    return f0
+    return torch.where(f0 == 10.0, torch.zeros_like(f0), f0)
 
 
 class RmvpePitch:
@@ -486,6 +488,10 @@ class RmvpePitch:
     @torch.inference_mode()
     def salience(self, audio_16k: np.ndarray | torch.Tensor) -> np.ndarray:
         """(N,) -> (N // 160 + 1, 360)"""
+        return self.salience_on_device(audio_16k).cpu().numpy()
+
+    @torch.inference_mode()
+    def salience_on_device(self, audio_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = _as_mono_16k(audio_16k).to(self.device)
         mel = self.mel(x[None])
         n_frames = mel.shape[-1]
@@ -493,10 +499,14 @@ class RmvpePitch:
         pad = multiple * ((n_frames - 1) // multiple + 1) - n_frames
         if pad:
             mel = F.pad(mel, (0, pad), mode="reflect" if pad < n_frames else "replicate")
-        return self.model(mel)[0, :n_frames].float().cpu().numpy()
+        return self.model(mel)[0, :n_frames].float()
 
     def estimate(self, audio_16k: np.ndarray | torch.Tensor) -> np.ndarray:
         return salience_to_f0(self.salience(audio_16k), self.threshold)
+
+    def estimate_on_device(self, audio_16k: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """As :meth:`estimate`, on this estimator's device."""
+        return salience_to_f0(self.salience_on_device(audio_16k), self.threshold)
 
 
 # --------------------------------------------------------------------------------------------
