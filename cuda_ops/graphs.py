@@ -122,12 +122,13 @@ class GraphedSynthesizer(torch.nn.Module):
         s = self._static
         return self.inner.infer(phone, lengths, pitch, nsff0, sid, s["skip_head"], s["return_length"],
                                 noise_z=noise_z, noise_nsf=noise_nsf, sine_phase0=phase0,
-                                flow_context=s["flow_context"], decoder_context=s["decoder_context"])
+                                flow_context=s["flow_context"], decoder_context=s["decoder_context"],
+                                formant_length=s["formant_length"])
 
     @torch.inference_mode()
     def infer(self, phone, phone_lengths, pitch, nsff0, sid, skip_head=None, return_length=None, *,
               noise_z=None, noise_nsf=None, generator=None, sine_phase0=None, flow_context=None,
-              decoder_context: int = 0) -> torch.Tensor:
+              decoder_context: int = 0, formant_length: int | None = None) -> torch.Tensor:
         """See SynthesizerTrn.infer; phone: (B, T, C) ... -> audio (B, 1, return_length * hop)."""
         flow_context = self._flow_context_default if flow_context is None else int(flow_context)
         t = phone.shape[1]
@@ -138,10 +139,12 @@ class GraphedSynthesizer(torch.nn.Module):
         if needs_eager:
             return self.inner.infer(phone, phone_lengths, pitch, nsff0, sid, head, length, noise_z=noise_z,
                                     noise_nsf=noise_nsf, generator=generator, sine_phase0=sine_phase0,
-                                    flow_context=flow_context, decoder_context=decoder_context)
-        key = (head, length, flow_context, decoder_context)
+                                    flow_context=flow_context, decoder_context=decoder_context,
+                                    formant_length=formant_length)
+        formant_length = None if formant_length is None else int(formant_length)
+        key = (head, length, flow_context, decoder_context, formant_length)  # a formant change captures anew
         self._static.update(skip_head=head, return_length=length, flow_context=flow_context,
-                            decoder_context=decoder_context)
+                            decoder_context=decoder_context, formant_length=formant_length)
         dev = phone.device
         if not f0_model:  # keep the positional layout: dummies stand in for the pitch inputs
             dummy = torch.zeros(1, device=dev)

@@ -33,9 +33,9 @@ def _inputs(synth, frames: int, seed: int, device):
     )
 
 
-def _call(model, x, head, length):
+def _call(model, x, head, length, **kw):
     return model.infer(x["phone"], x["phone_lengths"], x["pitch"], x["nsff0"], x["sid"], head, length,
-                       noise_z=x["noise_z"], noise_nsf=x["noise_nsf"], sine_phase0=x["sine_phase0"])
+                       noise_z=x["noise_z"], noise_nsf=x["noise_nsf"], sine_phase0=x["sine_phase0"], **kw)
 
 
 def test_off_the_gpu_the_wrapper_is_the_model_and_says_why():
@@ -43,6 +43,10 @@ def test_off_the_gpu_the_wrapper_is_the_model_and_says_why():
     graphed = GraphedSynthesizer(synth)
     x = _inputs(synth, 40, 0, "cpu")
     assert torch.equal(_call(graphed, x, 20, 12), _call(synth, x, 20, 12))
+    # every argument the voice passes gets through, the formant's stretched decode too
+    stretched = _call(graphed, x, 20, 12, formant_length=13)
+    assert torch.equal(stretched, _call(synth, x, 20, 12, formant_length=13))
+    assert stretched.shape[-1] == 13 * synth.cfg.hop_samples
     assert graphed.graph.captures == 0 and "CUDA tensors" in graphed.graph.eager_reason
     assert list(graphed.parameters())  # the voice reads its device and dtype from the parameters
 
@@ -65,6 +69,9 @@ def test_replay_equals_eager_and_a_new_geometry_recaptures():
     x = _inputs(synth, 60, 9, "cuda")  # a settings change: another window
     torch.testing.assert_close(_call(graphed, x, 30, 20), _call(synth, x, 30, 20), rtol=1e-5, atol=1e-5)
     assert graphed.graph.captures == 2
+    stretched = _call(graphed, x, 30, 20, formant_length=22)  # the formant moved: a stretched decode
+    torch.testing.assert_close(stretched, _call(synth, x, 30, 20, formant_length=22), rtol=1e-5, atol=1e-5)
+    assert graphed.graph.captures == 3
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason=NEEDS_CUDA)
