@@ -115,6 +115,11 @@ class GraphedSynthesizer(torch.nn.Module):
         return self.inner.hop_samples
 
     @property
+    def emb_g(self) -> torch.nn.Module:
+        """The speaker embedding, whose dtype callers give the inputs (as on the wrapped model)."""
+        return self.inner.emb_g
+
+    @property
     def graph(self) -> GraphedCall:
         return self._graphed
 

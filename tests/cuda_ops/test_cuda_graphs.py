@@ -83,3 +83,32 @@ def test_replay_equals_eager_in_half_precision():
         x["phone"] = x["phone"].half()
         torch.testing.assert_close(_call(graphed, x, 20, 12), _call(synth, x, 20, 12), rtol=0, atol=2e-3)
     assert graphed.graph.captures == 1
+
+
+@pytest.mark.parametrize("device_path", [False, True], ids=["numpy-path", "device-path"])
+def test_a_voice_runs_through_the_wrapper_off_the_gpu(device_path):
+    """The voice's calls on the wrapper (what a CUDA voice makes) work where they can run: on the CPU
+    the wrapper is eager, so the voice gives what it gives without it, formant moved or not."""
+    import numpy as np
+
+    from engine.voices.rvc.voice import RVCVoice
+
+    class Encoder:
+        versions = ("v2",)
+        device = torch.device("cpu")
+
+        def encode(self, audio, version):
+            a = torch.as_tensor(audio, dtype=torch.float32).reshape(-1)
+            return torch.tanh(a.unfold(0, 400, 320)[:, :1].repeat(1, 768))[None]
+
+    synth = tiny_synthesizer("v2", True, 40000, seed=1)
+    geometry = dict(block_ms=100, extra_ms=400, crossfade_ms=20, device_path=device_path, live_preset="exact")
+    plain, graphed = RVCVoice(synth, Encoder(), **geometry), RVCVoice(GraphedSynthesizer(synth), Encoder(), **geometry)
+    x = np.sin(2 * np.pi * 150 * np.arange(4 * plain.hop_samples) / 40000).astype(np.float32) * 0.3
+    for params in ({"f0_method": "dsp"}, {"f0_method": "dsp", "formant_st": 1.0}):
+        outs = []
+        for voice in (plain, graphed):
+            state = voice.init_state()
+            outs.append(np.concatenate([voice.process(x[i : i + voice.hop_samples], state, params)[0]
+                                        for i in range(0, len(x), voice.hop_samples)]))
+        np.testing.assert_array_equal(outs[0], outs[1])
