@@ -178,7 +178,7 @@ class Engine:
         self._accel = _accelerator()
         self._cache = VoiceCache(data_dir)
         self._gc_held = False  # this engine's stream counts in STREAMING_GC
-        self._voice_device: tuple[Voice, dict[str, Any]] | None = None
+        self._voice_device: tuple[tuple[Voice, int], dict[str, Any]] | None = None  # ((voice, trackers), view)
         self._song_separator_cache: tuple[tuple, Any] | None = None  # (separator, weights stamp) -> loaded
         set_preferred_device(self.settings.compute_device)
         # NB: the view's thread calls these two through the instance, never touching the worker's state.
@@ -367,9 +367,12 @@ class Engine:
         voice = self.voice
         if voice is None:
             return {}
+        # A voice never moves once loaded: describe it again only when it loads a pitch tracker
+        # (they load on first use) or another voice comes.
+        key = (voice, len(getattr(voice, "pitch_trackers_loaded", ())))
         cached = self._voice_device
-        if cached is None or cached[0] is not voice:  # a voice never moves once loaded: describe it once
-            cached = self._voice_device = (voice, describe_voice_device(voice))
+        if cached is None or cached[0] != key:
+            cached = self._voice_device = (key, describe_voice_device(voice))
         return cached[1]
 
     def set_chain(self, **changes: Any) -> ChainConfig:

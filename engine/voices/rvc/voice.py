@@ -287,6 +287,11 @@ class RVCVoice:
         state.calls += 1
         return out.astype(np.float32), state
 
+    @property
+    def pitch_trackers_loaded(self) -> tuple[str, ...]:
+        """The pitch trackers loaded so far (each loads on first use)."""
+        return tuple(self._estimators)
+
     def device_parts(self) -> dict[str, str]:
         """Where each stage of the live block runs, for the app and ``/health``."""
         from engine.accelerators import device_of
