@@ -75,6 +75,11 @@ SOLA_SEARCH_FRAMES = 1  # 10 ms, as RVC
 C16 = 320  # 16 kHz samples per content frame (50 frames/s)
 CONV_REFRESH_MS = 1000.0  # every cached conv frame gets the current window's statistics at least this often
 FORMANT_RANGE_ST = 2.0
+# File conversion (offline_twin): long blocks that see past the flow's +-24 frames and decode past
+# the decoder's ~+-11.
+OFFLINE_BLOCK_MS = 1000.0
+OFFLINE_LOOKAHEAD_MS = 300.0
+OFFLINE_DECODER_CONTEXT_MS = 120.0
 _PART_ORDER = ("resampling", "content_encoder", "pitch", "index", "synthesizer", "sola")  # the block's order  # RVC's realtime GUI: -2..2 in steps of 0.05
 
 
@@ -200,6 +205,7 @@ class RVCVoice:
         self._sola = Sola(self.hop_samples, self.crossfade_frames * self.frame, self.search_frames * self.frame)
         self._partial = hasattr(synthesizer, "infer") and isinstance(synthesizer, torch.nn.Module)
         self._constants: dict[tuple[int, str], torch.Tensor] = {}
+        self._twin: RVCVoice | None = None  # offline_twin()
         self.device_choice: Any = None  # engine.accelerators.DeviceChoice, set by load_rvc_voice
         self.memory: Any = None  # engine.accelerators.VoiceMemory, set by load_rvc_voice
         self.supports_formant = self._partial or bool(getattr(synthesizer, "supports_formant", False))
@@ -342,6 +348,31 @@ class RVCVoice:
         return peak
 
     # --- offline ---
+
+    def offline_twin(self) -> "RVCVoice":
+        """The same voice for file and song conversion, where latency costs nothing: the same models,
+        index, pitch trackers and noise, in blocks of OFFLINE_BLOCK_MS that see OFFLINE_LOOKAHEAD_MS
+        ahead (so the newest frames get their right-hand context, as in a whole-file conversion)
+        and decode OFFLINE_DECODER_CONTEXT_MS either side, with the float models (the ``exact``
+        live setting). Longer blocks also mean less of the context re-encoded per second of audio."""
+        if self._twin is None:  # NB: a benign race; two threads would build equal twins
+            synth = self.synth
+            graph = getattr(synth, "graph", None)
+            if graph is not None:  # a CUDA graph serves one thread: conversions get their own
+                from cuda_ops.graphs import GraphedSynthesizer
+
+                synth = GraphedSynthesizer(synth.inner, enabled=graph.enabled)
+            twin = RVCVoice(
+                synth, self.encoder, index=self.index, name=self.name,
+                block_ms=OFFLINE_BLOCK_MS, extra_ms=max(self.extra_frames * FRAME_MS, OFFLINE_LOOKAHEAD_MS + 100),
+                crossfade_ms=self.crossfade_frames * FRAME_MS, lookahead_ms=OFFLINE_LOOKAHEAD_MS,
+                decoder_context_ms=OFFLINE_DECODER_CONTEXT_MS, models_dir=self.models_dir, seed=self.seed,
+                live_preset="exact", device_path=self.device_live is not None,
+            )
+            twin._estimators = self._estimators  # shared: a tracker loads once for both
+            twin.device_choice, twin.memory, twin._twin = self.device_choice, self.memory, twin
+            self._twin = twin
+        return self._twin
 
     def convert_offline(self, audio: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         """Whole-signal conversion with the same components: (n,) at ``sample_rate`` -> (n,), aligned
