@@ -13,7 +13,7 @@
 # the GPU tests run (cuda_ops kernels compiled, CUDA graphs replay == eager, the GPU
 # voice, ONNX on CUDA where onnxruntime-gpu is present), then benchmarks/gpu_figures.py writes
 # $OUT/gpu_figures.json: per-block ms and RTF at 250/100/50/20 ms (CPU fp32; CUDA fp16 with graphs
-# on and off), ms to convert 1 s offline, index search ms at 10k/100k/1M vectors (faiss-cpu vs GPU),
+# on and off), ms per second of audio converted as files are, index search ms at 10k/100k/1M vectors (faiss-cpu vs GPU),
 # peak VRAM per voice, the kernels against their references. Logs: $OUT/*.log.
 #
 #   benchmarks/gpu_check.sh [OUT_DIR]            (default: $OUT, else ./gpu_check_out)
