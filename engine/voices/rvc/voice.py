@@ -74,13 +74,13 @@ PITCH_TAIL_EXTRA_16K = 800  # RVC realtime: pitch on block + 800 samples (50 ms)
 SOLA_SEARCH_FRAMES = 1  # 10 ms, as RVC
 C16 = 320  # 16 kHz samples per content frame (50 frames/s)
 CONV_REFRESH_MS = 1000.0  # every cached conv frame gets the current window's statistics at least this often
-FORMANT_RANGE_ST = 2.0
+FORMANT_RANGE_ST = 2.0  # RVC's realtime GUI: -2..2 in steps of 0.05
 # File conversion (offline_twin): long blocks that see past the flow's +-24 frames and decode past
 # the decoder's ~+-11.
 OFFLINE_BLOCK_MS = 1000.0
 OFFLINE_LOOKAHEAD_MS = 300.0
 OFFLINE_DECODER_CONTEXT_MS = 120.0
-_PART_ORDER = ("resampling", "content_encoder", "pitch", "index", "synthesizer", "sola")  # the block's order  # RVC's realtime GUI: -2..2 in steps of 0.05
+_PART_ORDER = ("resampling", "content_encoder", "pitch", "index", "synthesizer", "sola")  # the block's order
 
 
 def _round_frames(ms: float, multiple: int = 1) -> int:
