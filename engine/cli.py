@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="run the conversion thread at real-time priority where the OS allows it (the default)")
     p.add_argument("--bypass", action="store_true", help="start with the voice bypassed (clean passthrough)")
     p.add_argument("--seconds", type=float, help="stop after this many seconds (default: until Ctrl-C)")
-    p.add_argument("--stats-json", metavar="FILE", help="write the final health snapshot as JSON")
+    p.add_argument("--stats-json", metavar="FILE", help="write the final health snapshot as JSON (also when the stream stops on an error)")
     p.add_argument("--timeline", metavar="FILE.npz",
                    help="record every block (time, compute, output ring level, underflows) and the garbage "
                         "collections, and write them to FILE.npz at the end: for finding what causes dropouts")
