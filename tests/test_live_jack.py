@@ -164,6 +164,38 @@ def test_device_vanishing_mid_stream_stops_cleanly_and_the_process_lives_on(tmp_
     assert r["convert_ok"] and (tmp_path / "after.wav").exists()
 
 
+def test_autovoice_live_keeps_what_it_measured_when_the_device_goes(tmp_path):
+    """The sound server dies mid-session: `autovoice live` says so, exits 1 and still writes its
+    snapshot and timeline (what a user needs to see what happened)."""
+    import shutil
+
+    import numpy as np
+
+    if shutil.which("jackd") is None:
+        pytest.skip("jackd is not installed")
+    env = dict(os.environ, JACK_DEFAULT_SERVER="autovoice-test-kill-cli",  # fixed: see the test above
+               AUTOVOICE_CONFIG_DIR=str(tmp_path / "config"), AUTOVOICE_DATA_DIR=str(tmp_path / "data"))
+    jackd = subprocess.Popen(["jackd", "-n", env["JACK_DEFAULT_SERVER"], "--no-realtime", "-d", "dummy", "-r", "48000",
+                              "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    stats, timeline = tmp_path / "stats.json", tmp_path / "timeline.npz"
+    try:
+        assert wait_for(lambda: subprocess.run(["jack_lsp"], env=env, capture_output=True).returncode == 0)
+        live = subprocess.Popen([sys.executable, "-m", "autovoice", "live", "--voice", "natural", "--input", "system",
+                                 "--output", "system", "--seconds", "60", "--stats-json", str(stats),
+                                 "--timeline", str(timeline)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, cwd=os.path.join(os.path.dirname(__file__), ".."))
+        time.sleep(6.0)  # started and streaming
+    finally:
+        jackd.kill()
+        jackd.wait()
+    _, err = live.communicate(timeout=60)
+    assert live.returncode == 1, err[-1500:]
+    assert "autovoice: error: An audio device stopped" in err
+    s = json.loads(stats.read_text())
+    assert s["blocks_processed"] > 50 and "An audio device stopped" in s["last_error"]
+    assert len(np.load(timeline)["at_s"]) > 50
+
+
 def test_monitor_output_gets_the_same_audio(engine):
     engine.start("system", "system", monitor_device="system")
     assert wait_for(lambda: engine.snapshot().blocks_processed > 50)
