@@ -110,6 +110,8 @@ class StatusPanel(QWidget):
             self._row("compute", WARN, f"{s.voice_device} ({s.voice_device_note})")
         else:
             self._row("compute", OK if s.voice_device.startswith("cuda") else IDLE, s.voice_device)
+        if s.voice_parts and self.values["compute"].toolTip() != s.voice_parts:
+            self.values["compute"].setToolTip(s.voice_parts)  # where each stage of the block runs
         if s.running:
             rate = f" at {s.sample_rate} Hz" if s.sample_rate else ""
             self._row("running", OK, f"running{rate}")

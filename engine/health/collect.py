@@ -117,7 +117,14 @@ def collect(
         buffer_growth_ms=chain.buffer_growth_ms() if chain is not None else 0.0,
         voice_device=(voice_device or {}).get("device") if voice is not None else None,
         voice_device_note=(voice_device or {}).get("fallback_reason") or None,
+        voice_parts=_parts_text(voice_device) if voice is not None else None,
         voice_hint=_voice_hint(voice, chain),
         worker_priority=w.priority.kind if chain is not None and w.priority else None,
         worker_priority_detail=w.priority.detail if chain is not None and w.priority else None,
     )
+
+
+def _parts_text(voice_device: dict[str, Any] | None) -> str | None:
+    """``{"content_encoder": "cuda:0", ...}`` -> "content encoder: cuda:0" lines, None without parts."""
+    parts = (voice_device or {}).get("parts") or {}
+    return "\n".join(f"{stage.replace('_', ' ')}: {where}" for stage, where in parts.items()) or None

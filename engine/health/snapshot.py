@@ -70,6 +70,8 @@ class HealthSnapshot:
     # where the loaded voice runs ("cpu", "cuda:0"); why not where it was asked to, if it is not
     voice_device: str | None = None
     voice_device_note: str | None = None
+    # where each stage of a neural voice's block runs, one "stage: device" per line (None: no stages)
+    voice_parts: str | None = None
     # a setting of the voice's own that would serve this speaker better (a longer look-ahead for a
     # very low voice), from what the voice hears while it streams
     voice_hint: str | None = None

@@ -76,9 +76,13 @@ def test_status_and_performance_panels_reflect_the_snapshot(window, qtbot):
     s = replace(real, gpu_available=True, gpu_name="NVIDIA H200", running=True, sample_rate=48000,
                 input_device="Mic (ALSA)", output_device="CABLE Input (WASAPI)", last_error="The output device vanished.",
                 compute_ms_p99=14.0, compute_ms_mean=9.0, block_ms=10.0, compute_load=1.4, blocks_processed=500,
-                output_underflows=7, suggestion="Conversion takes 14.0 ms per 10 ms block (p99), too slow for real time.")
+                output_underflows=7, suggestion="Conversion takes 14.0 ms per 10 ms block (p99), too slow for real time.",
+                voice_device="cuda:0", voice_device_note=None,
+                voice_parts="resampling: cuda:0 (windowed sinc)\ncontent encoder: cuda:0\nsola: cuda:0 (Triton)")
     window.controller.snapshotUpdated.emit(s)
     sp, pp = window.status_panel, window.performance
+    assert sp.values["compute"].text() == "cuda:0" and sp.dots["compute"].property("state") == "ok"
+    assert sp.values["compute"].toolTip().splitlines()[1] == "content encoder: cuda:0"  # each stage, on hover
     assert sp.values["gpu"].text() == "NVIDIA H200"
     assert sp.dots["gpu"].property("state") == "ok"
     assert sp.values["error"].text() == "The output device vanished."
