@@ -72,6 +72,12 @@ def kernel_can_take(tensor: torch.Tensor) -> bool:
     return False
 
 
+def kernels_forced() -> bool:
+    """``AUTOVOICE_CUDA_OPS=kernel``: callers that take the cuda_ops route only on CUDA take it anyway
+    (so the kernels' call sites run in the interpreter on the CPU)."""
+    return os.environ.get(ENV_IMPL) == "kernel"
+
+
 def use_kernel(tensor: torch.Tensor, impl: Impl = "auto", op: str = "this op") -> bool:
     """Decide for one call. ``tensor`` is the call's main input (its device decides)."""
     impl = (os.environ.get(ENV_IMPL) or impl) if impl == "auto" else impl

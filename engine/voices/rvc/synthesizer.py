@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cuda_ops.dispatch import kernels_forced
 from engine.voices.rvc.versions import feature_dim, sample_rate_from_name
 
 LRELU_SLOPE = 0.1
@@ -431,7 +432,7 @@ class SourceModuleHnNSF(nn.Module):
         a partial decode continues the sine exactly where a full decode would be.
         """
         length = f0.shape[1] - head if length is None else length
-        if f0.is_cuda and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        if (f0.is_cuda or kernels_forced()) and not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             from cuda_ops.nsf import nsf_source  # the fused kernel; same result as the code below
 
             return nsf_source(f0, upp, self.sample_rate, self.l_linear.weight, self.l_linear.bias,
