@@ -97,6 +97,44 @@ def test_a_voice_late_block_after_block_steps_the_worker_down(chain_for):
         worker.shutdown()
 
 
+@linux_only
+def test_threads_the_worker_starts_while_raised_step_down_and_up_with_it():
+    """Its torch helper threads inherit the worker's real-time scheduling (as Linux threads do): a
+    demotion must take them down too, or a voice that cannot keep up would still hold a core."""
+    if not may_go_realtime():
+        pytest.skip("this process may not use real-time scheduling")
+    from engine.stream.priority import RAISED_NICE, demote_current_thread, release_current_thread
+
+    helper_tid, go, seen = [], threading.Event(), {}
+
+    def worker():
+        held = raise_current_thread(True)
+        helper = threading.Thread(target=lambda: (helper_tid.append(threading.get_native_id()), go.wait()))
+        helper.start()  # started while real-time: inherits SCHED_RR
+        while not helper_tid:
+            time.sleep(0.001)
+        tid = helper_tid[0]
+        look = lambda: (os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid))
+        seen["started"] = look()[0]
+        held = demote_current_thread(held, DEMOTE_AFTER_LATE)
+        seen["demoted"] = look()
+        release_current_thread(held)
+        seen["released"] = look()
+        held = raise_current_thread(True)  # the next stream
+        seen["raised again"] = look()[0]
+        release_current_thread(held)
+        go.set()
+        helper.join()
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join()
+    assert seen["started"] == os.SCHED_RR
+    assert seen["demoted"] == (os.SCHED_OTHER, RAISED_NICE)
+    assert seen["released"] == (os.SCHED_OTHER, RAISED_NICE)  # asleep, and recognisable as a helper
+    assert seen["raised again"] == os.SCHED_RR
+
+
 def test_turned_off_in_the_settings_it_stays_normal_and_says_so(chain_for):
     """Also when the stream is reopened with the setting changed (the app's checkbox while live)."""
     worker = Worker()

@@ -15,9 +15,11 @@ worker thread asks the OS for more, in this order:
 Only the worker thread is raised, only while it streams (dropped when the stream stops), and it
 goes back to a raised nice value if the voice is late block after block: a real-time thread that
 never finishes its work would hold a core away from everything else (the kernel keeps 5% for the
-rest, which is not enough for a desktop). Threads a voice starts (torch's pool) are created during
-its warm-up, off the worker thread, so they keep normal priority. Windows (MMCSS) and macOS
-(time-constraint threads) are not done yet and say so.
+rest, which is not enough for a desktop). Threads the worker starts while raised inherit its
+scheduling (Linux threads do): a neural voice's torch helper threads, created on the worker's first
+parallel operation, so they take up work as promptly as the worker hands it out. They step down with
+the worker, and come back up with it (:func:`_helpers`); they stay as they are while no stream runs,
+asleep. Windows (MMCSS) and macOS (time-constraint threads) are not done yet and say so.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def raise_current_thread(wanted: bool = True) -> Priority:
     try:
         # pid 0: the calling thread (Linux schedules threads, not processes).
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(REALTIME_PRIORITY))
+        for tid in _helpers(realtime=False):  # helpers stepped down (or started) at the raised nice value
+            _set(tid, os.SCHED_RR, REALTIME_PRIORITY, 0)
         return Priority("realtime", f"real-time (SCHED_RR {REALTIME_PRIORITY})", before)
     except OSError:
         pass
@@ -76,9 +80,42 @@ def demote_current_thread(held: Priority, late_blocks: int) -> Priority:
     if held.kind != "realtime":
         return held
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    for tid in _helpers(realtime=True):
+        _set(tid, os.SCHED_OTHER, 0, RAISED_NICE)
     return _raise_nice(threading.get_native_id(), held._restore,
                        f"raised (nice {RAISED_NICE}): stepped down from real-time after {late_blocks} late blocks "
                        "in a row, so a voice that cannot keep up does not hold a core")
+
+
+def _helpers(realtime: bool) -> list[int]:
+    """The worker's helper threads: the other threads of this process scheduled as a raised worker
+    is (``SCHED_RR`` at REALTIME_PRIORITY when ``realtime``, else nice RAISED_NICE), which only
+    threads it started while raised are (the sound server's threads run ``SCHED_FIFO``)."""
+    me, out = threading.get_native_id(), []
+    try:
+        tids = [int(entry) for entry in os.listdir("/proc/self/task")]
+    except OSError:
+        return out
+    for tid in tids:
+        if tid == me:
+            continue
+        try:
+            policy = os.sched_getscheduler(tid)
+            if realtime and policy == os.SCHED_RR and os.sched_getparam(tid).sched_priority == REALTIME_PRIORITY:
+                out.append(tid)
+            elif not realtime and policy == os.SCHED_OTHER and os.getpriority(os.PRIO_PROCESS, tid) == RAISED_NICE:
+                out.append(tid)
+        except OSError:
+            pass  # it ended meanwhile
+    return out
+
+
+def _set(tid: int, policy: int, sched_priority: int, nice: int) -> None:
+    try:
+        os.sched_setscheduler(tid, policy, os.sched_param(sched_priority))
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        pass  # it ended meanwhile, or the system refuses: it keeps what it has
 
 
 def release_current_thread(held: Priority) -> None:
