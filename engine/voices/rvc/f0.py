@@ -14,6 +14,8 @@ that touched torchaudio is replaced by :func:`fcpe_mel`, the same mel front end 
 
 from __future__ import annotations
 
+import functools
+
 import importlib
 import importlib.util
 import os
@@ -443,6 +445,11 @@ class RmvpeMel(nn.Module):
 _CENTS_MAPPING = np.pad(20.0 * np.arange(RMVPE_N_CLASSES) + 1997.3794084376191, (4, 4))
 
 
+@functools.lru_cache(maxsize=8)
+def _cents_mapping_on(device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(_CENTS_MAPPING).to(device)  # once per device, not once per block
+
+
 def salience_to_f0(salience: np.ndarray | torch.Tensor, threshold: float = 0.03) -> np.ndarray | torch.Tensor:
     """RMVPE decoding: the salience-weighted mean of the cents of the 9 bins around the peak,
     0 where the peak is at or below ``threshold``. salience: (T, 360) -> F0 Hz (T,) float64, numpy
@@ -453,7 +460,7 @@ def salience_to_f0(salience: np.ndarray | torch.Tensor, threshold: float = 0.03)
     padded = F.pad(sal, (4, 4))
     idx = sal.argmax(dim=1, keepdim=True) + 4 + torch.arange(-4, 5, device=sal.device)[None, :]
     win = padded.gather(1, idx)
-    mapping = torch.from_numpy(_CENTS_MAPPING).to(sal.device)[idx]
+    mapping = _cents_mapping_on(sal.device)[idx]
     cents = (win * mapping).sum(1) / win.sum(1).clamp_min(1e-12)
     cents = torch.where(padded.amax(1) <= threshold, torch.zeros_like(cents), cents)
     f0 = 10.0 * 2.0 ** (cents / 1200.0)

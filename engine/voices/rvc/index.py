@@ -178,6 +178,6 @@ def protect_unvoiced(feats: torch.Tensor, feats_original: torch.Tensor, f0_hz: t
     t = feats.shape[1]
     if f0.shape[-1] < t:
         raise ValueError(f"f0 has {f0.shape[-1]} frames but feats has {t}")
-    mix = torch.where(f0[..., :t] < 1, torch.as_tensor(float(protect), device=feats.device), torch.ones((), device=feats.device))
-    mix = mix.unsqueeze(-1).to(feats.dtype)
+    # Python scalars go to the kernel as arguments: no copy to a GPU
+    mix = torch.where(f0[..., :t] < 1, float(protect), 1.0).unsqueeze(-1).to(feats.dtype)
     return feats * mix + feats_original * (1 - mix)
