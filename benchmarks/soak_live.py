@@ -232,8 +232,8 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         gap_ms = 1000.0 * float(np.max(np.diff(at[lo:i + 2]))) if i + 2 - lo > 1 else 0.0
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
-        out.append(f"+{int(uf[i + 1] - uf[i])} frames: longest gap between blocks {gap_ms:.0f} ms "
-                   f"(block {block_ms:.0f} ms), {gc_text}")
+        out.append(f"+{int(uf[i + 1] - uf[i])} frames at {at[i + 1] - at[0]:.0f} s: longest gap between blocks "
+                   f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}")
     return out
 
 
