@@ -16,7 +16,6 @@ import torch
 from engine.voices.rvc.hubert import HubertConfig, HubertModel
 
 TINY_CONV = ((8, 10, 5), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 3, 2), (8, 2, 2), (8, 2, 2))
-TINY_CONV_SPEC = "[(8,10,5)] + [(8,3,2)] * 4 + [(8,2,2)] * 2"
 
 
 def tiny_hubert_config(**changes) -> HubertConfig:
@@ -96,13 +95,14 @@ def tiny_fairseq_hubert_checkpoint(path: Path, cfg: HubertConfig | None = None, 
     sd = model.state_dict()
     sd["mask_emb"] = torch.rand(cfg.embed_dim)
     sd["label_embs_concat"] = torch.rand(504, max(cfg.final_dim, 1))
+    conv_spec = " + ".join(f"[({d},{k},{s})]" for d, k, s in cfg.conv_layers)  # fairseq's form, this config's layers
     args = argparse.Namespace(
         arch="hubert",
         encoder_layers=cfg.num_layers,
         encoder_embed_dim=cfg.embed_dim,
         encoder_ffn_embed_dim=cfg.ffn_dim,
         encoder_attention_heads=cfg.num_heads,
-        conv_feature_layers=TINY_CONV_SPEC,
+        conv_feature_layers=conv_spec,
         layer_norm_first=False,
         extractor_mode="default",
         final_dim=cfg.final_dim,
@@ -117,7 +117,7 @@ def tiny_fairseq_hubert_checkpoint(path: Path, cfg: HubertConfig | None = None, 
                     "model": {
                         "_name": "hubert",
                         "encoder_attention_heads": cfg.num_heads,
-                        "conv_feature_layers": TINY_CONV_SPEC,
+                        "conv_feature_layers": conv_spec,
                         "layer_norm_first": False,
                     },
                     "task": {"_name": "hubert_pretraining", "sample_rate": 16000, "normalize": False},
