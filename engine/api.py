@@ -446,8 +446,7 @@ class Engine:
         pipeline = self._make_pipeline(self.stream.config)
 
         def apply(w: Worker) -> None:
-            if w.chain is not None:
-                w.chain.swap_pipeline(pipeline)
+            w.swap_pipeline(pipeline)
 
         self.worker.post(apply)
 

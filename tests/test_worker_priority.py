@@ -135,6 +135,45 @@ def test_threads_the_worker_starts_while_raised_step_down_and_up_with_it():
     assert seen["raised again"] == os.SCHED_RR
 
 
+@linux_only
+def test_a_voice_that_computes_on_the_cpu_gets_a_raised_nice_value_not_real_time(chain_for):
+    """A neural voice on the CPU keeps every core torch uses busy for most of each block: real-time
+    would stall the desktop (and a sound server that is not real-time) that long. Swapping to such a
+    voice and back moves the worker between the two while it streams."""
+    if not may_go_realtime():
+        pytest.skip("this process may not use real-time scheduling")
+    import copy
+
+    from engine.pipeline import Pipeline
+
+    worker = Worker()
+    try:
+        chain = chain_for()
+        light = chain.pipeline
+        heavy_voice = copy.copy(light.voice)
+        heavy_voice.cpu_bound_live = True  # what RVCVoice says on the CPU
+        heavy = Pipeline(heavy_voice, light.hop_samples)
+
+        def look(w):
+            return w.priority.kind, os.sched_getscheduler(0), w.priority.detail
+
+        def swaps(w):
+            w.attach(chain)
+            seen = [look(w)]
+            w.swap_pipeline(heavy)
+            seen.append(look(w))
+            w.swap_pipeline(light)
+            seen.append(look(w))
+            return seen
+
+        (k0, p0, _), (k1, p1, d1), (k2, p2, _) = worker.call(swaps)
+        assert (k0, p0) == ("realtime", os.SCHED_RR)
+        assert (k1, p1) == ("raised", os.SCHED_OTHER) and "computes on the CPU" in d1
+        assert (k2, p2) == ("realtime", os.SCHED_RR)
+    finally:
+        worker.shutdown()
+
+
 def test_turned_off_in_the_settings_it_stays_normal_and_says_so(chain_for):
     """Also when the stream is reopened with the setting changed (the app's checkbox while live)."""
     worker = Worker()

@@ -48,14 +48,28 @@ class Priority:
     _restore: tuple = ()  # (policy, sched priority, nice) before, for release()
 
 
-def raise_current_thread(wanted: bool = True) -> Priority:
-    """Raise the calling thread as far as the OS allows (see the module docstring)."""
+def cpu_bound(voice: object) -> bool:
+    """Whether a voice keeps CPU cores busy for much of each block (a neural voice computing on the
+    CPU: ``voice.cpu_bound_live``); built-in voices take a few percent of one core."""
+    return bool(getattr(voice, "cpu_bound_live", False))
+
+
+def raise_current_thread(wanted: bool = True, cpu_bound: bool = False) -> Priority:
+    """Raise the calling thread as far as the OS allows (see the module docstring). ``cpu_bound``:
+    the thread (and its helpers) will compute for most of each block, on every core torch uses; at
+    real-time priority that would hold the sound server (when it is not real-time itself), the
+    desktop, OBS or a game off the CPU for as long, so such a voice gets the raised nice value."""
     if not wanted:
         return Priority("normal", "normal: real-time priority is off in the settings")
     if not sys.platform.startswith("linux"):
         return Priority("normal", f"normal: raising the worker's priority is not implemented on {sys.platform} yet")
     tid = threading.get_native_id()
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.getpriority(os.PRIO_PROCESS, tid))
+    if cpu_bound:
+        for helper in _helpers(realtime=True):  # started under an earlier, light voice
+            _set(helper, os.SCHED_OTHER, 0, RAISED_NICE)
+        return _raise_nice(tid, before, f"raised (nice {RAISED_NICE}), not real-time: this voice computes on the CPU "
+                                        "for most of each block, and real-time would stall everything else that long")
     try:
         # pid 0: the calling thread (Linux schedules threads, not processes).
         os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(REALTIME_PRIORITY))

@@ -33,6 +33,7 @@ from engine.pipeline import Pipeline, PipelineState
 from engine.stream.priority import (
     DEMOTE_AFTER_LATE,
     Priority,
+    cpu_bound,
     demote_current_thread,
     raise_current_thread,
     release_current_thread,
@@ -247,11 +248,26 @@ class Worker:
 
     def attach(self, chain: LiveChain) -> None:
         """Start converting `chain` (on the worker thread, between hops: through call())."""
-        if self.priority is not None:  # a stream reopened with new settings: ask again, as they say
-            release_current_thread(self.priority)
-        self.priority = raise_current_thread(chain.stream.config.realtime_priority)
+        self._ask_priority(chain)
         self._late_in_a_row = 0
         self.chain = chain
+
+    def swap_pipeline(self, pipeline: Pipeline) -> None:
+        """Another voice (or its settings) for the running chain, at this hop boundary (on the worker
+        thread); the priority is asked again when the new voice computes elsewhere than the old."""
+        chain = self.chain
+        if chain is None:
+            return
+        heavy_before = cpu_bound(chain.pipeline.voice)
+        chain.swap_pipeline(pipeline)
+        if cpu_bound(pipeline.voice) != heavy_before:
+            self._ask_priority(chain)
+
+    def _ask_priority(self, chain: LiveChain) -> None:
+        if self.priority is not None:  # a stream reopened, or another kind of voice: ask again
+            release_current_thread(self.priority)
+        self.priority = raise_current_thread(chain.stream.config.realtime_priority,
+                                             cpu_bound=cpu_bound(chain.pipeline.voice))
 
     def _stalled(self, chain: LiveChain) -> bool:
         s = chain.stream

@@ -36,6 +36,7 @@ def test_cpu_voice_reports_its_device_and_memory(files):
     expected = devices.module_bytes(voice.synth) + devices.module_bytes(voice.encoder.model)
     assert mem["weights_bytes"] == expected > 0
     assert voice.measure_peak_memory() is None and voice.memory.peak_bytes is None
+    assert voice.cpu_bound_live  # its live worker takes a raised nice value, not real-time
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fall-back of a machine without a GPU")
@@ -66,6 +67,7 @@ def test_gpu_voice_is_fp16_graphed_and_measures_its_peak(files):
     voice = _load(files, device="cuda:0")
     assert isinstance(voice.synth, GraphedSynthesizer)
     assert next(voice.synth.parameters()).dtype == torch.float16
+    assert not voice.cpu_bound_live  # the GPU computes: the worker may be real-time
     peak = voice.measure_peak_memory()
     assert peak is not None and peak >= voice.memory.weights_bytes
     state = voice.init_state()

@@ -294,6 +294,13 @@ class RVCVoice:
         return out.astype(np.float32), state
 
     @property
+    def cpu_bound_live(self) -> bool:
+        """Whether the live block keeps CPU cores busy for most of its time: everywhere but a torch
+        model on a GPU (an ONNX voice's content encoder runs on the CPU). The stream's worker then
+        takes a raised nice value instead of real-time priority (engine/stream/priority.py)."""
+        return not (self._partial and next(self.synth.parameters()).device.type == "cuda")
+
+    @property
     def pitch_trackers_loaded(self) -> tuple[str, ...]:
         """The pitch trackers loaded so far (each loads on first use)."""
         return tuple(self._estimators)
