@@ -115,3 +115,25 @@ def test_fixed_latency_never_moves_the_margin():
     guard_margins = simulate(late_at=200, late_by_callbacks=6, adaptive=True)[3]
     assert underflows >= 1 and corrections >= 1
     assert guard_margins.max() > MARGIN  # the same late block would have grown an adaptive one
+
+
+def test_a_neural_voices_margin_may_grow_by_a_fifth_of_its_block():
+    """Its lateness scales with its block (hundreds of ms), so the adaptive cap does too; a built-in
+    voice's 10 ms block keeps the 40 ms cap."""
+    from engine.config import AudioConfig
+    from engine.pipeline import Pipeline
+    from engine.stream.realtime import RealtimeStream
+    from engine.stream.worker import ADAPTIVE_MAX_MS, LiveChain
+    from engine.voices.registry import load_voice
+    from tests.stream_helpers import fake_device
+
+    audio = AudioConfig(sample_rate=48000)
+    voice = load_voice("natural")
+    pipeline = Pipeline(voice, 480)
+    for burst_ms, growth_ms in ((None, ADAPTIVE_MAX_MS), (500.0, 100.0)):
+        stream = RealtimeStream(audio, fake_device("in"), fake_device("out"), burst_ms=burst_ms)
+        guard = LiveChain(stream, pipeline).guards[0]
+        assert guard.max_margin_frames - stream.margin_frames == int(growth_ms * 48)
+    fixed = RealtimeStream(AudioConfig(sample_rate=48000, adaptive_buffer=False), fake_device("in"), fake_device("out"),
+                           burst_ms=500.0)
+    assert LiveChain(fixed, pipeline).guards[0].max_margin_frames == fixed.margin_frames

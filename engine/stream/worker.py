@@ -47,9 +47,12 @@ GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
 HISTORY_SECONDS = 4.0
 # Adaptive safety (AudioConfig.adaptive_buffer): an underflow's silence is kept as extra margin
-# instead of being trimmed away, up to ADAPTIVE_MAX_MS; after ADAPTIVE_QUIET_S without one, the
-# margin shrinks back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set.
+# instead of being trimmed away, up to ADAPTIVE_MAX_MS, or ADAPTIVE_MAX_BURST_SHARE of the voice's
+# burst when that is more (a neural voice's block takes hundreds of ms, and its lateness scales with
+# it: an RVC soak on this CPU saw 4-25 ms); after ADAPTIVE_QUIET_S without one, the margin shrinks
+# back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set.
 ADAPTIVE_MAX_MS = 40.0
+ADAPTIVE_MAX_BURST_SHARE = 0.2
 ADAPTIVE_QUIET_S = 30.0
 ADAPTIVE_SHRINK_MS = 1.0
 ADAPTIVE_SHRINK_EVERY_S = 5.0
@@ -124,9 +127,10 @@ class LiveChain:
         mon_uf = stream.mon_ring.underflow_frames if stream.mon_ring else 0
         adaptive = stream.config.adaptive_buffer
         ms = stream.sample_rate / 1000.0
+        growth = max(int(ADAPTIVE_MAX_MS * ms), int(ADAPTIVE_MAX_BURST_SHARE * stream.burst_frames)) if adaptive else 0
         self.guards = tuple(
             LatencyGuard(uf, stream.in_ring.dropped_frames, margin_frames=stream.margin_frames,
-                         max_margin_frames=stream.margin_frames + int(ADAPTIVE_MAX_MS * ms) if adaptive else stream.margin_frames,
+                         max_margin_frames=stream.margin_frames + growth,
                          shrink_frames=max(1, int(ADAPTIVE_SHRINK_MS * ms)))
             for uf in (stream.out_ring.underflow_frames, mon_uf))
         self.stall = StallWatch()
