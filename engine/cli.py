@@ -486,6 +486,10 @@ COMMANDS = {"devices": cmd_devices, "voices": cmd_voices, "live": cmd_live, "con
 
 def run(args: argparse.Namespace) -> int:
     """Run one of the terminal commands (see COMMANDS)."""
+    if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
+        # A process that starts us may have these blocked (a sound library in it blocks signals on
+        # its thread, and a child inherits that): Ctrl-C and a service manager's stop must arrive.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     return COMMANDS[args.command](args)
 
 

@@ -189,7 +189,10 @@ def test_convert_transposes_a_tone_of_known_pitch(tmp_path, transpose):
     assert abs(cents) < 10, (f_peak, f_expected)
 
 
-def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path):
+@pytest.mark.parametrize("blocked", [False, True], ids=["plain", "started-with-sigint-blocked"])
+def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path, blocked):
+    """Also when whoever starts it has SIGINT blocked (a child inherits the mask: a sound library
+    that blocks signals on its thread hands that on)."""
     import signal
 
     src = tmp_path / "long.wav"
@@ -197,8 +200,9 @@ def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path):
     sf.write(src, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000, subtype="PCM_16")
     out = tmp_path / "out"
     out.mkdir()
+    block = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})) if blocked else None
     proc = subprocess.Popen([sys.executable, "-m", "autovoice", "convert", str(src), "-o", str(out / "long.wav"),
-                             "--voice", "deeper"], stderr=subprocess.PIPE, text=True)
+                             "--voice", "deeper"], stderr=subprocess.PIPE, text=True, preexec_fn=block)
     seen = ""
     while "1%" not in seen and proc.poll() is None:  # wait until the conversion itself is running
         seen += proc.stderr.read(1)
