@@ -194,9 +194,8 @@ def test_load_rvc_voice_from_real_format_files(tmp_path, fmt):
 
 def test_file_conversion_uses_a_twin_that_sees_ahead():
     """convert_signal runs the voice's offline twin: the same models, index, pitch trackers and
-    seed in 1 s blocks that see 300 ms ahead with the float models. Against the whole-signal
-    conversion of the same voice (same noise per frame) it is closer than the live geometry: measured
-    30.8 dB against 26.1 dB with the real-format tiny model (the remaining difference is HuBERT's
+    seed in 1 s blocks that see 300 ms ahead. Against the whole-signal conversion of the same voice
+    (same noise per frame) it is closer than the live geometry (the remaining difference is HuBERT's
     global attention over a window instead of the whole file)."""
     from helpers_frontend import tiny_fairseq_hubert_checkpoint, tiny_hubert_config
 
@@ -216,7 +215,9 @@ def test_file_conversion_uses_a_twin_that_sees_ahead():
     assert twin is voice.offline_twin() and twin.offline_twin() is twin
     assert twin.synth is voice.synth and twin.encoder is voice.encoder and twin._estimators is voice._estimators
     assert twin.block_frames * 10 == OFFLINE_BLOCK_MS and twin.lookahead_frames * 10 == OFFLINE_LOOKAHEAD_MS
-    assert twin.live_preset == "exact" and not twin.feature_cache and not twin.encoder_int8
+    # the live setting's economies, not its geometry
+    assert (twin.feature_cache, twin.encoder_int8, twin.decoder_bf16) == (voice.feature_cache, voice.encoder_int8,
+                                                                          voice.decoder_bf16)
 
     x = _speech(32000)
     p = {"f0_method": "dsp"}
@@ -228,7 +229,7 @@ def test_file_conversion_uses_a_twin_that_sees_ahead():
 
     live = convert_signal(x, 32000, voice, p, offline_twin=False)
     filed = convert_signal(x, 32000, voice, p)
-    assert snr_to_whole(twin, filed) > snr_to_whole(voice, live) + 2.0
+    assert snr_to_whole(twin, filed) > snr_to_whole(voice, live) + 0.5  # measured 27.1 against 26.1 dB
 
     # A CUDA graph serves one thread: the twin of a graphed voice wraps the model anew.
     graphed = RVCVoice(GraphedSynthesizer(voice.synth), voice.encoder, block_ms=200, extra_ms=400, crossfade_ms=40,

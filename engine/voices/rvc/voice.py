@@ -360,8 +360,9 @@ class RVCVoice:
         """The same voice for file and song conversion, where latency costs nothing: the same models,
         index, pitch trackers and noise, in blocks of OFFLINE_BLOCK_MS that see OFFLINE_LOOKAHEAD_MS
         ahead (so the newest frames get their right-hand context, as in a whole-file conversion)
-        and decode OFFLINE_DECODER_CONTEXT_MS either side, with the float models (the ``exact``
-        live setting). Longer blocks also mean less of the context re-encoded per second of audio."""
+        and decode OFFLINE_DECODER_CONTEXT_MS either side, with the live setting's economies (its
+        conv cache, int8 encoder, bfloat16 decoder) but not its geometry. Longer blocks also mean
+        less of the context re-encoded per second of audio (benchmarks/bench_rvc_files.py)."""
         if self._twin is None:  # NB: a benign race; two threads would build equal twins
             synth = self.synth
             graph = getattr(synth, "graph", None)
@@ -374,7 +375,9 @@ class RVCVoice:
                 block_ms=OFFLINE_BLOCK_MS, extra_ms=max(self.extra_frames * FRAME_MS, OFFLINE_LOOKAHEAD_MS + 100),
                 crossfade_ms=self.crossfade_frames * FRAME_MS, lookahead_ms=OFFLINE_LOOKAHEAD_MS,
                 decoder_context_ms=OFFLINE_DECODER_CONTEXT_MS, models_dir=self.models_dir, seed=self.seed,
-                live_preset="exact", device_path=self.device_live is not None,
+                # the live setting's economies without its geometry (small-cpu's would replace the block)
+                live_preset="exact", feature_cache=self.feature_cache, encoder_int8=self.encoder_int8,
+                decoder_bf16=self.decoder_bf16, device_path=self.device_live is not None,
             )
             twin._estimators = self._estimators  # shared: a tracker loads once for both
             twin.device_choice, twin.memory, twin._twin = self.device_choice, self.memory, twin
