@@ -222,6 +222,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
 
 def _make_engine(autosave: bool) -> api.Engine:
     engine = api.Engine(load_default_voice=False, autosave=autosave)
+    _allow_interrupts()  # the sound libraries it started may have blocked them on this thread
     if engine.settings_warning:
         print(f"warning: {engine.settings_warning}", file=sys.stderr)
     return engine
@@ -486,11 +487,16 @@ COMMANDS = {"devices": cmd_devices, "voices": cmd_voices, "live": cmd_live, "con
 
 def run(args: argparse.Namespace) -> int:
     """Run one of the terminal commands (see COMMANDS)."""
-    if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
-        # A process that starts us may have these blocked (a sound library in it blocks signals on
-        # its thread, and a child inherits that): Ctrl-C and a service manager's stop must arrive.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    _allow_interrupts()
     return COMMANDS[args.command](args)
+
+
+def _allow_interrupts() -> None:
+    """Unblock SIGINT and SIGTERM on the main thread: a process that starts us may have them blocked
+    (a sound library blocks signals on its thread, and a child inherits that), and so may the
+    libraries the engine loads. Ctrl-C and a service manager's stop must arrive."""
+    if hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def setup_logging(args: argparse.Namespace) -> None:

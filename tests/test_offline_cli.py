@@ -206,9 +206,10 @@ def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path, b
     seen = ""
     while "1%" not in seen and proc.poll() is None:  # wait until the conversion itself is running
         seen += proc.stderr.read(1)
+    running_when_signalled = proc.poll() is None
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, err[-400:]
+    assert proc.returncode == 130, (running_when_signalled, seen[-200:], err[-400:])
     assert "cancelled" in err and "nothing partial" in err
     assert list(out.iterdir()) == []  # no output and no temporary file left behind
 
