@@ -20,3 +20,16 @@ def unstarted_chain(engine, **audio_changes) -> LiveChain:
     """The engine's current voice as the live worker would run it, at 48 kHz, on `unstarted_stream`."""
     audio = AudioConfig(sample_rate=48000, **audio_changes)
     return LiveChain(unstarted_stream(audio), engine._make_pipeline(audio))
+
+
+def interruptible_child(block_sigint: bool = False):
+    """A ``preexec_fn`` giving a child SIGINT at its default (Python then turns it into
+    KeyboardInterrupt): a child inherits an ignored SIGINT, and something earlier in a full test
+    run leaves it ignored in this process. ``block_sigint``: start it with SIGINT blocked too."""
+    import signal
+
+    def prepare() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK if block_sigint else signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    return prepare

@@ -200,9 +200,11 @@ def test_ctrl_c_cancels_a_long_conversion_and_leaves_nothing_partial(tmp_path, b
     sf.write(src, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000, subtype="PCM_16")
     out = tmp_path / "out"
     out.mkdir()
-    block = (lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})) if blocked else None
+    from tests.stream_helpers import interruptible_child
+
     proc = subprocess.Popen([sys.executable, "-m", "autovoice", "convert", str(src), "-o", str(out / "long.wav"),
-                             "--voice", "deeper"], stderr=subprocess.PIPE, text=True, preexec_fn=block)
+                             "--voice", "deeper"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=interruptible_child(block_sigint=blocked))
     seen = ""
     while "1%" not in seen and proc.poll() is None:  # wait until the conversion itself is running
         seen += proc.stderr.read(1)

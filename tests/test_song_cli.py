@@ -47,13 +47,16 @@ def test_a_folder_of_songs_with_stems_and_the_cache(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_nothing(tmp_path):
+    from tests.stream_helpers import interruptible_child
+
     x, sr = sf.read(SONG, dtype="float32", always_2d=True)
     long_song = tmp_path / "long.wav"
     sf.write(long_song, np.tile(x, (6, 1)), sr)  # ~65 s, so the convert stage lasts several seconds
     out, stems = tmp_path / "cover.wav", tmp_path / "stems"
     proc = subprocess.Popen([sys.executable, "-m", "autovoice", "song", str(long_song), "-o", str(out),
                              "--voice", "deeper", "--separator", "stereo", "--stems", str(stems)],
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=interruptible_child())
     seen = []
     for line in proc.stderr:
         seen.append(line)
