@@ -66,8 +66,7 @@ def raise_current_thread(wanted: bool = True, cpu_bound: bool = False) -> Priori
     tid = threading.get_native_id()
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority, os.getpriority(os.PRIO_PROCESS, tid))
     if cpu_bound:
-        for helper in _helpers(realtime=True):  # started under an earlier, light voice
-            _set(helper, os.SCHED_OTHER, 0, RAISED_NICE)
+        _step_helpers_down()  # started under an earlier, light voice
         return _raise_nice(tid, before, f"raised (nice {RAISED_NICE}), not real-time: this voice computes on the CPU "
                                         "for most of each block, and real-time would stall everything else that long")
     try:
@@ -94,8 +93,7 @@ def demote_current_thread(held: Priority, late_blocks: int) -> Priority:
     if held.kind != "realtime":
         return held
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    for tid in _helpers(realtime=True):
-        _set(tid, os.SCHED_OTHER, 0, RAISED_NICE)
+    _step_helpers_down()
     return _raise_nice(threading.get_native_id(), held._restore,
                        f"raised (nice {RAISED_NICE}): stepped down from real-time after {late_blocks} late blocks "
                        "in a row, so a voice that cannot keep up does not hold a core")
@@ -122,6 +120,12 @@ def _helpers(realtime: bool) -> list[int]:
         except OSError:
             pass  # it ended meanwhile
     return out
+
+
+def _step_helpers_down() -> None:
+    """Real-time helpers to the raised nice value, as the worker goes there."""
+    for tid in _helpers(realtime=True):
+        _set(tid, os.SCHED_OTHER, 0, RAISED_NICE)
 
 
 def _set(tid: int, policy: int, sched_priority: int, nice: int) -> None:

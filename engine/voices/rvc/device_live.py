@@ -29,10 +29,7 @@ import torch.nn.functional as F
 
 from engine.dsp.resample import fixed_plan
 from engine.voices.rvc.f0 import fit_length
-
-F16 = 160  # 16 kHz samples per 10 ms frame
-SR_16K = 16000
-PITCH_TAIL_EXTRA_16K = 800  # as RVCVoice: pitch on the block + 50 ms of the newest input
+from engine.voices.rvc.voice import F16, PITCH_TAIL_EXTRA_16K, SR_16K
 
 
 @dataclass
@@ -116,7 +113,7 @@ class DeviceLive:
         if v.cfg.f0:
             self._update_pitch(state, p["f0_method"])
             f0 = state.f0_cache * 2.0 ** (p["transpose_st"] / 12.0)
-        self._shift_noise(state)
+        v._shift_noise(state, self.device)
         audio, nsf_f0, formant = v._decode(feats, original, f0, p, state.noise_z, state.noise_nsf, state.phase0,
                                            v.skip_head, v.return_frames, v.live_synth)
         chunk = audio[0, 0].float()
@@ -153,13 +150,6 @@ class DeviceLive:
         fresh = f0[3:-1]  # drop the estimate's edge frames, as RVC does
         cache = state.f0_cache
         state.f0_cache = torch.cat([cache[b : cache.shape[0] - fresh.shape[0] + b], fresh])
-
-    def _shift_noise(self, state: DeviceState) -> None:
-        b, hop, gen = self.voice.block_frames, self.voice.frame, state.generator
-        z = state.noise_z
-        state.noise_z = torch.cat([z[:, :, b:], self._randn((1, z.shape[1], b), gen)], dim=2)
-        n = state.noise_nsf
-        state.noise_nsf = torch.cat([n[:, :, b * hop :], self._randn((1, 1, b * hop), gen)], dim=2)
 
     def _randn(self, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor:
         return torch.randn(shape, generator=gen, device=gen.device).to(self.device)

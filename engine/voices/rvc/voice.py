@@ -519,12 +519,19 @@ class RVCVoice:
         fresh = f0[3:-1]  # drop the estimate's edge frames, as RVC does
         cache[-len(fresh) :] = fresh
 
-    def _shift_noise(self, state: _State) -> None:
+    def _shift_noise(self, state: Any, device: torch.device | None = None) -> None:
+        """The noise rings move B frames left; the new frames are drawn by the state's generator (on
+        its own device) and land on ``device`` (default: the generator's)."""
         b, hop, gen = self.block_frames, self.frame, state.generator
+
+        def fresh(*shape: int) -> torch.Tensor:
+            x = torch.randn(shape, generator=gen, device=gen.device)
+            return x if device is None else x.to(device)
+
         z = state.noise_z
-        state.noise_z = torch.cat([z[:, :, b:], torch.randn(1, z.shape[1], b, generator=gen)], dim=2)
+        state.noise_z = torch.cat([z[:, :, b:], fresh(1, z.shape[1], b)], dim=2)
         n = state.noise_nsf
-        state.noise_nsf = torch.cat([n[:, :, b * hop :], torch.randn(1, 1, b * hop, generator=gen)], dim=2)
+        state.noise_nsf = torch.cat([n[:, :, b * hop :], fresh(1, 1, b * hop)], dim=2)
 
     def _run_synth(self, feats, original, f0, p, noise_z, noise_nsf, phase0, head, length, synth=None):
         """Decode frames [head, head + length) of the window -> ((length * hop,) float32, the NSF F0
