@@ -5,10 +5,13 @@ counts the sound server's own xruns; AutoVoice runs as the user runs it (`autovo
 writes its final health snapshot and a per-block timeline. For every run this prints blocks, late
 blocks, output underflows (events and frames), input overflows, JACK xruns, compute percentiles,
 garbage collections (full ones and the longest pause) and how far the adaptive buffer grew; then,
-for each underflow, what the timeline shows just before it (a gap between blocks, a collection).
+for each underflow, what the timeline shows just before it (a gap between blocks, a collection, and
+whose the wait was: input that had arrived and waited a hop or more for the worker means the worker
+was late; otherwise the input itself came late, from the sound server).
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
-left as Python does it) unless --no-baseline is given. --hog keeps one core busy beside it.
+left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
+threads left at the sound library's priority) unless --no-baseline is given. --hog keeps one core busy beside it.
 --rt-jack starts the JACK server real-time scheduled (as JACK and PipeWire run on desktops; the
 default is the unscheduled server issue 14 measured on). --parallel soaks all the voices at once,
 each on its own JACK server: a busier machine than one stream alone (each run is the others' load),
@@ -115,15 +118,20 @@ def hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog: bool, server: str | None = None,
+BASELINE_ENV = {"gc": "AUTOVOICE_STREAM_GC", "callbacks": "AUTOVOICE_CALLBACK_PRIORITY"}
+
+
+def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], with_hog: bool, server: str | None = None,
          rvc_preset: str = "small-cpu") -> dict:
+    """One run; ``baseline``: None (as users run it) or a key of BASELINE_ENV (that mechanism off)."""
     import jack
     import soundfile as sf
 
     x, sr_file = sf.read(SPEECH, dtype="float32")
     tmp = Path(tempfile.mkdtemp(prefix="avsoak-"))
-    env = dict(jack_env(server), AUTOVOICE_CONFIG_DIR=str(tmp / "config"), AUTOVOICE_DATA_DIR=str(tmp / "data"),
-               AUTOVOICE_STREAM_GC="1" if gc_policy else "0")
+    env = dict(jack_env(server), AUTOVOICE_CONFIG_DIR=str(tmp / "config"), AUTOVOICE_DATA_DIR=str(tmp / "data"))
+    for key, name in BASELINE_ENV.items():
+        env[name] = "0" if baseline == key else "1"
     stats, timeline = tmp / "stats.json", tmp / "timeline.npz"
     run_voice, voice_args = voice, []
     if voice == RVC_VOICE:
@@ -196,19 +204,22 @@ def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog
     s = json.loads(stats.read_text())
     t = dict(np.load(timeline)) if timeline.exists() else {}
     comp = t.get("compute_ms", np.zeros(1))
-    causes = underflow_causes(t, s.get("block_ms", 10.0))
+    hop_frames = int(round(s.get("block_ms", 10.0) * s.get("sample_rate", 48000) / 1000.0))
+    causes = underflow_causes(t, s.get("block_ms", 10.0), hop_frames)
     # Underflows once the stream has settled: the first seconds include this script connecting its
     # ports (a JACK graph change) and the stream's own start.
-    settled = 0
+    settled = worker_late = 0
     if "underflow_frames" in t and len(t["underflow_frames"]) > 1:
         after = t["at_s"] >= t["at_s"][0] + SETTLE_S
-        settled = int(np.count_nonzero(np.diff(t["underflow_frames"])[after[1:]] > 0))
+        rose = np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
+        settled = len(rose)
+        worker_late = sum(1 for i in rose if waited_frames(t, i) >= hop_frames)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
-        "voice": voice, "gc_policy": gc_policy, "hog": with_hog, "minutes": seconds / 60.0,
+        "voice": voice, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
         "blocks": s["blocks_processed"], "late_blocks": s["late_blocks"],
         "underflows": s["output_underflows"], "underflow_frames": s["output_underflow_frames"],
-        "underflows_after_settle": settled,
+        "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
@@ -219,9 +230,18 @@ def soak(voice: str, seconds: float, gc_policy: bool, extra: list[str], with_hog
     }
 
 
-def underflow_causes(t: dict, block_ms: float) -> list[str]:
-    """For each block after which the underflow counter rose: the gap since the block before, and
-    any collection that ended in that gap."""
+def waited_frames(t: dict, i: int) -> int:
+    """The most input that had already arrived beyond a block when the worker took it, over the
+    blocks leading to the one after block ``i`` (0 for a timeline from before it was recorded)."""
+    waiting = t.get("in_waiting_frames")
+    if waiting is None or len(waiting) == 0:
+        return 0
+    return int(np.max(waiting[max(0, i - 3):i + 2]))
+
+
+def underflow_causes(t: dict, block_ms: float, hop_frames: int) -> list[str]:
+    """For each block after which the underflow counter rose: the gap since the block before, any
+    collection that ended in that gap, and whether input waited for the worker then."""
     if "underflow_frames" not in t or len(t["underflow_frames"]) < 2:
         return []
     uf, at = t["underflow_frames"], t["at_s"]
@@ -232,8 +252,11 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         gap_ms = 1000.0 * float(np.max(np.diff(at[lo:i + 2]))) if i + 2 - lo > 1 else 0.0
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
+        waited = waited_frames(t, i)
+        whose = (f"the worker was late (input waited {waited} frames)" if waited >= hop_frames
+                 else f"the input came late (it waited at most {waited} frames for the worker)")
         out.append(f"+{int(uf[i + 1] - uf[i])} frames at {at[i + 1] - at[0]:.0f} s: longest gap between blocks "
-                   f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}")
+                   f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}; {whose}")
     return out
 
 
@@ -242,7 +265,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--voices", nargs="+", default=["deeper", "natural"])
     ap.add_argument("--hog", action="store_true", help="keep one core busy beside AutoVoice")
-    ap.add_argument("--no-baseline", action="store_true", help="skip the AUTOVOICE_STREAM_GC=0 baseline runs")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the baseline runs")
+    ap.add_argument("--baseline", choices=sorted(BASELINE_ENV), default="gc",
+                    help="what the baseline runs turn off: the GC policy (default) or the callback threads' priority")
     ap.add_argument("--prefill-ms", type=float, help="passed to autovoice live")
     ap.add_argument("--fixed-latency", action="store_true", help="passed to autovoice live")
     ap.add_argument("--normal-priority", action="store_true", help="passed to autovoice live")
@@ -252,7 +277,7 @@ def main() -> None:
     ap.add_argument("--server", help="the JACK server to use (started here if it does not run)")
     ap.add_argument("--rt-jack", action="store_true",
                     help="start the JACK server real-time scheduled, as desktop sound servers run (needs rtprio)")
-    ap.add_argument("--gc-off", action="store_true", help="only the AUTOVOICE_STREAM_GC=0 baseline (with --no-baseline)")
+    ap.add_argument("--baseline-only", action="store_true", help="only the baseline runs (with --no-baseline)")
     ap.add_argument("--rvc-preset", default="small-cpu", help="live setting of the voice `rvc` (default small-cpu)")
     a = ap.parse_args()
     extra = (["--prefill-ms", str(a.prefill_ms)] if a.prefill_ms is not None else []) + (
@@ -279,7 +304,7 @@ def main() -> None:
                    *(["--rt-jack"] if a.rt_jack else []), "--rvc-preset", a.rvc_preset,
                    *extra, *(["--hog"] if a.hog and i == 0 else [])]
             if not policy:
-                cmd += ["--gc-off"]
+                cmd += ["--baseline", a.baseline, "--baseline-only"]
             children.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{i}.log", "w")))
         for i, child in enumerate(children):
             child.wait()
@@ -296,8 +321,9 @@ def main() -> None:
         try:
             for voice, policy in runs:
                 try:
-                    results.append(soak(voice, a.minutes * 60.0, policy and not a.gc_off, extra, a.hog, a.server,
-                                        a.rvc_preset))
+                    as_baseline = not policy or a.baseline_only
+                    results.append(soak(voice, a.minutes * 60.0, a.baseline if as_baseline else None, extra, a.hog,
+                                        a.server, a.rvc_preset))
                 except RuntimeError as e:
                     if jackd is None or jackd.poll() is None:
                         raise
@@ -310,14 +336,15 @@ def main() -> None:
                 jackd.terminate()
                 jackd.wait(timeout=10)
     print()
-    print("| voice | GC policy | hog | min | blocks | late | underflows (frames; after the first 5 s) | overflows | JACK xruns "
-          "| compute mean / p99 / max ms | full GCs (max pause) | buffer ms (grown) |")
+    print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late) "
+          "| overflows | JACK xruns | compute mean / p99 / max ms | full GCs (max pause) | buffer ms (grown) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| `{r['voice']}` | {'on' if r['gc_policy'] else 'off (baseline)'} | {'yes' if r['hog'] else 'no'}"
+        run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)"}
+        print(f"| `{r['voice']}` | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
-              f"{r['underflows_after_settle']}) "
+              f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
               f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}) |")

@@ -218,3 +218,66 @@ def test_an_unprivileged_user_is_told_what_would_allow_it():
     os.waitpid(pid, 0)
     assert kind == "normal", detail
     assert "rtprio" in detail and "audio" in detail
+
+
+def _callback_thread_while_streaming(engine) -> tuple[int, int, int, str]:
+    """(thread id, policy, priority) of the live stream's callback thread, and the priority detail."""
+    engine.start("system", "system")
+    try:
+        deadline = time.monotonic() + 10.0
+        while engine.snapshot().blocks_processed < 100 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tid = engine.worker.chain.stream.counters.input_thread_id
+        assert tid and tid == engine.worker.chain.stream.counters.output_thread_id  # one duplex stream
+        return tid, os.sched_getscheduler(tid), os.sched_getparam(tid).sched_priority, \
+            engine.snapshot().worker_priority_detail
+    finally:
+        engine.stop()
+
+
+def _policy_soon(tid: int, policy: int, timeout_s: float = 2.0) -> int:
+    """The thread's policy once it is ``policy`` or ``timeout_s`` has passed (the worker lowers it
+    on its next idle turn); 0 when the thread has ended."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            now = os.sched_getscheduler(tid)
+        except OSError:
+            return os.SCHED_OTHER
+        if now == policy or time.monotonic() > deadline:
+            return now
+        time.sleep(0.02)
+
+
+@linux_only
+@pytest.mark.jack
+def test_a_normal_priority_callback_thread_is_raised_just_above_a_real_time_worker(jack_server):
+    if not may_go_realtime():
+        pytest.skip("this user may not use real-time scheduling")
+    engine = Engine(load_default_voice=False, autosave=False)
+    try:
+        engine.load_voice("robot").result()
+        # The tests' JACK server is not real-time, so its client thread runs our callbacks at
+        # normal priority; the worker gives it real-time just above its own.
+        tid, policy, prio, detail = _callback_thread_while_streaming(engine)
+        assert tid != threading.get_native_id()
+        assert (policy, prio) == (os.SCHED_RR, REALTIME_PRIORITY + 1)
+        assert "audio callbacks raised to real-time" in detail
+        # PortAudio keeps one JACK client (and its thread) for every stream: given back at the stop.
+        assert _policy_soon(tid, os.SCHED_OTHER) == os.SCHED_OTHER
+    finally:
+        engine.close()
+
+
+@linux_only
+@pytest.mark.jack
+def test_the_soaks_baseline_leaves_the_callback_thread_as_the_sound_library_runs_it(jack_server, monkeypatch):
+    monkeypatch.setenv("AUTOVOICE_CALLBACK_PRIORITY", "0")
+    engine = Engine(load_default_voice=False, autosave=False)
+    try:
+        engine.load_voice("robot").result()
+        tid, policy, prio, detail = _callback_thread_while_streaming(engine)
+        assert policy == os.SCHED_OTHER
+        assert "audio callbacks" not in (detail or "")
+    finally:
+        engine.close()

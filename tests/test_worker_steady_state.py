@@ -11,7 +11,7 @@ import pytest
 
 from engine.api import Engine
 from engine.stream.gc_policy import StreamingGc
-from engine.stream.worker import RecentValues, Worker
+from engine.stream.worker import BlockTimeline, RecentValues, Worker
 from tests.stream_helpers import unstarted_chain
 
 
@@ -56,6 +56,30 @@ def test_the_worker_retains_nothing_per_block(chain_and_worker):
     # where in its hop the shifter's replaced arrays and leftover samples stand) is not per block.
     assert grown < 8 * 1800, grown
     assert worker.blocks_processed == 3200 and len(worker.compute_ms) == 1000
+
+
+def test_the_timeline_tells_a_late_worker_from_late_input(chain_and_worker):
+    """A block taken as soon as its input arrived records no input waiting; blocks taken after the
+    worker fell behind record the hops that had already arrived (what the soak benchmark uses to
+    say whose an underflow was)."""
+    chain, worker, stream = chain_and_worker
+    worker.timeline = BlockTimeline(16)
+    hop = stream.hop_frames
+    x = np.zeros((hop, stream.in_channels), np.float32)
+
+    def take_one():
+        assert stream.in_ring.read_exact(chain.in_block)
+        worker._process(chain)
+
+    stream.in_ring.write_overwrite(x)  # on time: one hop arrives, the worker takes it
+    take_one()
+    for _ in range(3):  # the worker was held off for three hops: they all wait
+        stream.in_ring.write_overwrite(x)
+    take_one()
+    take_one()
+    take_one()
+    waited = worker.timeline.arrays()["in_waiting_frames"].tolist()
+    assert waited == [0, 2 * hop, hop, 0]
 
 
 def test_recent_values_keep_the_newest_in_order():

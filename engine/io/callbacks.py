@@ -9,6 +9,8 @@ NB: every counter below has exactly one writer, the audio thread; the worker and
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from engine.ringbuffer import RingBuffer
@@ -23,6 +25,13 @@ class CallbackCounters:
         self.device_xruns = 0  # PortAudio status flags (input overflow / output underflow)
         self.oversized_callbacks = 0
         self.max_frames = 0  # largest callback seen: the jitter the output ring must absorb
+        # The OS thread ids the callbacks run on (0 until the first callback), so the worker can
+        # give them its own priority (priority.raise_callback_threads); set once, then only read.
+        self.input_thread_id = 0
+        self.output_thread_id = 0
+
+
+_native_id = threading.get_native_id  # bound here: the callback imports and looks up nothing
 
 
 class InputSide:
@@ -31,6 +40,8 @@ class InputSide:
         self.counters = counters
 
     def __call__(self, indata, frames, time_info, status):
+        if not self.counters.input_thread_id:
+            self.counters.input_thread_id = _native_id()
         if status:
             self.counters.device_xruns += 1
         if frames > self.counters.max_frames:
@@ -46,6 +57,8 @@ class OutputSide:
         self.scratch = np.zeros(SCRATCH_FRAMES, dtype=np.float32)
 
     def __call__(self, outdata, frames, time_info, status):
+        if not self.counters.output_thread_id:
+            self.counters.output_thread_id = _native_id()
         if status:
             self.counters.device_xruns += 1
         if frames > self.counters.max_frames:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 # audio callbacks it runs in our process (JACK's default is 10, PipeWire's 20 and up) and the
 # kernel's interrupt threads (50).
 REALTIME_PRIORITY = 2
+# The audio callbacks, when the sound library runs them at normal priority, go just above the worker.
+CALLBACK_PRIORITY = REALTIME_PRIORITY + 1
 RAISED_NICE = -10
 # Late blocks in a row after which a real-time worker steps down to the raised nice value.
 DEMOTE_AFTER_LATE = 50
@@ -134,6 +136,39 @@ def _set(tid: int, policy: int, sched_priority: int, nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, nice)
     except OSError:
         pass  # it ended meanwhile, or the system refuses: it keeps what it has
+
+
+def raise_callback_thread(tid: int, held: Priority) -> bool:
+    """Give an audio callback thread that runs at normal priority real-time priority just above a
+    real-time worker's (``held``); a thread the sound library already schedules real-time is left
+    alone. True if this raised it.
+
+    Why: the callbacks are Python and hold the interpreter lock while they copy. A callback thread
+    at normal priority that a busy machine takes off its core in those microseconds keeps the lock
+    for as long, and the real-time worker waits for it: the worker's priority is then worth what
+    the callback thread's is. PortAudio runs its callbacks at normal priority on ALSA (PulseAudio
+    and PipeWire through it) and with a JACK server that is not real-time itself. The thread ends
+    with its stream, so nothing is given back."""
+    if held.kind != "realtime" or not tid:
+        return False
+    try:
+        if os.sched_getscheduler(tid) != os.SCHED_OTHER:
+            return False
+        os.sched_setscheduler(tid, os.SCHED_RR, os.sched_param(CALLBACK_PRIORITY))
+        return True
+    except OSError:
+        return False  # the thread ended, or the system refuses: the callbacks run as before
+
+
+def lower_callback_thread(tid: int) -> None:
+    """Back to normal, for a callback thread :func:`raise_callback_thread` raised, if it is still
+    one of this process's threads with that priority."""
+    try:
+        if str(tid) in os.listdir("/proc/self/task") and os.sched_getscheduler(tid) == os.SCHED_RR \
+                and os.sched_getparam(tid).sched_priority == CALLBACK_PRIORITY:
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+    except OSError:
+        pass  # it ended meanwhile
 
 
 def release_current_thread(held: Priority) -> None:

@@ -17,7 +17,9 @@ drifting.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -31,10 +33,13 @@ from engine.dsp.dynamics import peak_db
 from engine.stream.hops import HopBridge
 from engine.pipeline import Pipeline, PipelineState
 from engine.stream.priority import (
+    CALLBACK_PRIORITY,
     DEMOTE_AFTER_LATE,
     Priority,
     cpu_bound,
     demote_current_thread,
+    lower_callback_thread,
+    raise_callback_thread,
     raise_current_thread,
     release_current_thread,
 )
@@ -134,6 +139,13 @@ class LiveChain:
                          shrink_frames=max(1, int(ADAPTIVE_SHRINK_MS * ms)))
             for uf in (stream.out_ring.underflow_frames, mon_uf))
         self.stall = StallWatch()
+        # The callback threads still to be given the worker's priority once they have run
+        # (Worker._raise_callbacks); AUTOVOICE_CALLBACK_PRIORITY=0 leaves them (the soak's baseline).
+        raise_them = os.environ.get("AUTOVOICE_CALLBACK_PRIORITY", "1") != "0"
+        sides = [(stream.counters, "input_thread_id"), (stream.counters, "output_thread_id")]
+        if stream.mon_ring is not None:
+            sides.append((stream.mon_counters, "output_thread_id"))
+        self.callbacks_to_raise = sides if raise_them else []
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
         if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
@@ -178,6 +190,7 @@ class Worker:
         self.compute_ms = RecentValues(1000)
         self.reset_counters()
         self.failure: str | None = None  # set when a device vanished; read by the engine
+        self.raised_callbacks: list[int] = []  # callback threads given priority (see _raise_callbacks)
         self.timeline: BlockTimeline | None = None  # per-block record, when asked for (diagnosis, soak runs)
         self.on_failure: Callable[[str, RealtimeStream | None], None] | None = None
         self.priority: Priority | None = None  # held while a stream runs (engine/stream/priority.py)
@@ -237,6 +250,8 @@ class Worker:
                 if self.priority is not None:
                     release_current_thread(self.priority)
                     self.priority = None
+                while self.raised_callbacks:
+                    lower_callback_thread(self.raised_callbacks.pop())
                 time.sleep(0.02)
                 continue
             if self._stalled(chain):
@@ -310,6 +325,8 @@ class Worker:
     def _process(self, chain: LiveChain) -> None:
         t0 = time.perf_counter()
         s = chain.stream
+        # Input already waiting beyond this block: a whole hop of it means the worker came late.
+        waiting = s.in_ring.written - s.in_ring.read if self.timeline is not None else 0
         block = chain.in_block
         mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
         self.input_level_db = peak_db(mono)
@@ -352,7 +369,27 @@ class Worker:
         else:
             self._late_in_a_row = 0
         if self.timeline is not None:
-            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames)
+            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waiting)
+        if chain.callbacks_to_raise:
+            self._raise_callbacks(chain)
+
+    def _raise_callbacks(self, chain: LiveChain) -> None:
+        """Each callback thread, once it has run, gets priority just above a real-time worker's
+        (priority.raise_callback_thread: the worker would otherwise wait on the interpreter lock
+        behind a normal-priority callback thread that a busy machine took off its core)."""
+        pending, raised = [], 0
+        for counters, attr in chain.callbacks_to_raise:
+            tid = getattr(counters, attr)
+            if not tid:
+                pending.append((counters, attr))
+            elif tid not in self.raised_callbacks and self.priority is not None \
+                    and raise_callback_thread(tid, self.priority):
+                self.raised_callbacks.append(tid)
+                raised += 1
+        chain.callbacks_to_raise = pending
+        note = f"; audio callbacks raised to real-time (SCHED_RR {CALLBACK_PRIORITY})"
+        if raised and note not in self.priority.detail:
+            self.priority = dataclasses.replace(self.priority, detail=self.priority.detail + note)
 
 
 @dataclass
@@ -469,11 +506,13 @@ class RecentValues:
 
 
 class BlockTimeline:
-    """What happened at each block, preallocated (the worker only stores four numbers per block).
+    """What happened at each block, preallocated (the worker only stores five numbers per block).
 
     ``at_s``: time.monotonic() when the block's output was ready; ``compute_ms``: the block's
     work; ``out_level_frames``: what the output ring held just before the write (how close to an
-    underflow the block came); ``underflow_frames``: the ring's underflow counter after it.
+    underflow the block came); ``underflow_frames``: the ring's underflow counter after it;
+    ``in_waiting_frames``: input frames that had already arrived beyond the block when the worker
+    took it (a hop or more: the worker was late, not the input).
     """
 
     def __init__(self, capacity: int):
@@ -481,14 +520,16 @@ class BlockTimeline:
         self.compute_ms = np.zeros(capacity, dtype=np.float32)
         self.out_level_frames = np.zeros(capacity, dtype=np.int32)
         self.underflow_frames = np.zeros(capacity, dtype=np.int64)
+        self.in_waiting_frames = np.zeros(capacity, dtype=np.int32)
         self.count = 0
 
-    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int) -> None:
+    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, in_waiting: int = 0) -> None:
         i = self.count % len(self.at_s)
         self.at_s[i] = at_s
         self.compute_ms[i] = compute_ms
         self.out_level_frames[i] = level
         self.underflow_frames[i] = underflow_frames
+        self.in_waiting_frames[i] = in_waiting
         self.count += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -496,4 +537,5 @@ class BlockTimeline:
         n = min(self.count, len(self.at_s))
         order = (np.arange(n) + max(0, self.count - len(self.at_s))) % len(self.at_s)
         return {"at_s": self.at_s[order], "compute_ms": self.compute_ms[order],
-                "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order]}
+                "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order],
+                "in_waiting_frames": self.in_waiting_frames[order]}
