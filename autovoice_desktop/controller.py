@@ -110,6 +110,7 @@ class EngineController(QObject):
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autovoice-gui-jobs")
         self._files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autovoice-gui-files")
         self._busy = 0
+        self._device_jobs = 0  # of those, jobs that open, close or list the audio devices
         self._closed = False
         self._running = False
         self._last_error_seen: str | None = None
@@ -156,12 +157,21 @@ class EngineController(QObject):
     def busy(self) -> bool:
         return self._busy > 0
 
+    @property
+    def devices_busy(self) -> bool:
+        """A job that opens, closes or lists the audio devices is queued or running: Start/Stop waits
+        for it. Other work (settings, voice lists) does not hold Start/Stop back: the job thread
+        runs a start or stop after it, so a key press is never lost."""
+        return self._device_jobs > 0
+
     def _submit(self, what: str, fn: Callable[[], Any], on_ok: Callable[[Any], None] | None = None,
                 on_error: Callable[[BaseException], None] | None = None,
-                executor: ThreadPoolExecutor | None = None) -> Future | None:
-        """Run ``fn`` on the job thread (or ``executor``); ``on_ok``/``on_error`` then run on the GUI thread."""
+                executor: ThreadPoolExecutor | None = None, devices: bool = False) -> Future | None:
+        """Run ``fn`` on the job thread (or ``executor``); ``on_ok``/``on_error`` then run on the GUI
+        thread. ``devices``: the job opens, closes or lists the audio devices (see devices_busy)."""
         if self._closed:
             return None
+        self._device_jobs += devices
         self._set_busy(+1, what)
 
         def job():
@@ -172,6 +182,7 @@ class EngineController(QObject):
                     log.error("%s failed:\n%s", what, traceback.format_exc())
 
                 def fail(exc=exc):
+                    self._device_jobs -= devices
                     self._set_busy(-1, what)
                     if on_error is not None:
                         on_error(exc)
@@ -182,6 +193,7 @@ class EngineController(QObject):
                 return None
 
             def ok(result=result):
+                self._device_jobs -= devices
                 self._set_busy(-1, what)
                 if on_ok is not None:
                     on_ok(result)
@@ -207,7 +219,7 @@ class EngineController(QObject):
             # JACK): only rescan when stopped, decided here on the job thread, after any queued start.
             return self.engine.devices(refresh=rescan and not self.engine.running)
 
-        self._submit("Looking for audio devices", job, ok, fail)
+        self._submit("Looking for audio devices", job, ok, fail, devices=True)
 
     def start(self) -> None:
         def ok(_):
@@ -219,16 +231,16 @@ class EngineController(QObject):
             self.errorOccurred.emit(user_message(exc))
             self.audioChanged.emit(self.engine.settings.audio)
 
-        self._submit("Opening the audio devices", self.engine.start, ok, fail)
+        self._submit("Opening the audio devices", self.engine.start, ok, fail, devices=True)
 
     def stop(self) -> None:
         def ok(_):
             self._update_running(False)
 
-        self._submit("Closing the audio devices", self.engine.stop, ok)
+        self._submit("Closing the audio devices", self.engine.stop, ok, devices=True)
 
     def toggle_running(self) -> None:
-        if self.busy:
+        if self.devices_busy:
             return
         self.stop() if self.engine.running else self.start()
 
@@ -245,7 +257,7 @@ class EngineController(QObject):
             self.errorOccurred.emit(user_message(exc))
             self.audioChanged.emit(self.engine.settings.audio)
 
-        self._submit("Applying the audio settings", lambda: self.engine.set_audio(**changes), ok, fail)
+        self._submit("Applying the audio settings", lambda: self.engine.set_audio(**changes), ok, fail, devices=True)
 
     def compute_devices(self) -> list[tuple[str, str]]:
         """(label, spec) for the compute-device choice: automatic, the CPU, and each GPU torch sees."""

@@ -62,7 +62,7 @@ from engine.paths import models_dir
 from engine.settings import SettingsStore
 from engine.stream.gc_policy import STREAMING_GC
 from engine.stream.pitch_view import PITCH_HOP_S, VIEW_SECONDS, PitchView
-from engine.stream.realtime import RealtimeStream
+from engine.stream.realtime import RealtimeStream, margin_for_compute
 from engine.stream.session import StreamSession
 from engine.stream.worker import BlockTimeline, LiveChain, Worker
 from engine.voices import install as _install
@@ -415,10 +415,9 @@ class Engine:
                 read_hop_v = read_hop * sr_v // sr_d
                 if hop_for(v, audio.block_ms) % read_hop_v == 0:
                     jitter = 0.0
-        # A voice that delivers big blocks needs the ring to hold out while the next one computes;
-        # the warm-up measurement plus half again, and a read hop of slack, is the margin (the
-        # stream adds the jitter on top).
-        margin = 1.5 * self._voice_compute_ms + (audio.block_ms if burst else 0.0)
+        # A voice that delivers big blocks needs the ring to hold out while the next one computes:
+        # sized from the warm-up here, and from the live blocks once a few have run (Worker).
+        margin = margin_for_compute(self._voice_compute_ms, audio.block_ms, bool(burst))
         return burst, margin, jitter
 
     def _post_to_pipeline(self, fn: Callable[[Pipeline], None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +20,21 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOVOICE_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("AUTOVOICE_DATA_DIR", str(tmp_path / "data"))
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def signals_left_as_found():
+    """A test (or what it runs in this process) that leaves SIGINT or SIGTERM ignored or blocked
+    fails: every process started after it would inherit that, and its Ctrl-C would do nothing."""
+    def state():
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, set()) if hasattr(signal, "pthread_sigmask") else set()
+        return {sig: (signal.getsignal(sig) == signal.SIG_IGN, sig in mask) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    before = state()
+    yield
+    after = state()
+    changed = [f"{sig.name} {'ignored' if after[sig][0] else 'blocked'}" for sig in after if after[sig] != before[sig]]
+    assert not changed, f"this test left {', '.join(changed)} in the test process"
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ MARGIN = 480
 PREFILL = HOP + MARGIN
 
 
-def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, adaptive=False, sr=48000):
+def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, adaptive=False, sr=48000, resize=None):
     """Device callbacks of CALLBACK frames; the worker writes one HOP block each time a HOP of input
     has arrived. Block k carries the sample indices k*HOP ... so the delay of what is played can be
-    read off. Returns (delays per played block of content, underflow events, corrections)."""
+    read off. ``resize``: {callback: margin frames} for LatencyGuard.resize. Returns (delays per
+    played block of content, underflow events, corrections)."""
     ring = RingBuffer(1 << 16, 1)
     ring.write(np.zeros(PREFILL, np.float32))
     guard = LatencyGuard(0, 0, margin_frames=MARGIN, max_margin_frames=MARGIN + (1920 if adaptive else 0),
@@ -33,6 +34,8 @@ def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, ada
         while arrived >= (k + 1) * HOP:
             pending.append(k)
             k += 1
+        if resize and c in resize:
+            guard.resize(resize[c])
         if late_at is not None and late_at <= c < late_at + late_by_callbacks:
             continue  # the voice is stuck: blocks queue up
         for j in pending:
@@ -137,3 +140,61 @@ def test_a_neural_voices_margin_may_grow_by_a_fifth_of_its_block():
     fixed = RealtimeStream(AudioConfig(sample_rate=48000, adaptive_buffer=False), fake_device("in"), fake_device("out"),
                            burst_ms=500.0)
     assert LiveChain(fixed, pipeline).guards[0].max_margin_frames == fixed.margin_frames
+
+
+def test_a_larger_margin_goes_in_as_one_gap_and_a_smaller_one_by_skips():
+    """LatencyGuard.resize (the live sizing of a neural voice's margin): growing adds the difference
+    to the delay at once, without an underflow; shrinking takes it away over the next windows."""
+    base, _, _ = simulate()
+    steady = np.median(base[100:])
+    grown, underflows, corrections = simulate(resize={200: MARGIN + 960})
+    assert underflows == 0 and corrections == 1
+    assert abs(np.median(grown[-100:]) - (steady + 960)) <= CALLBACK // 2
+    back, underflows, corrections = simulate(resize={200: MARGIN + 960, 300: MARGIN})
+    assert underflows == 0 and corrections >= 2
+    # Skips stop with the ring's lowest level at the margin, where a start may sit up to a device
+    # period below it (the phase of callbacks against writes): within one period of the start.
+    assert 0 <= np.median(back[-100:]) - steady <= CALLBACK
+
+
+def test_a_neural_voices_margin_is_set_again_from_its_first_live_blocks(monkeypatch):
+    """A voice delivering bursts starts with the margin its warm-up gave; after its first live blocks
+    the worker sets it from the slowest of them, down when the warm-up overestimated, up (one gap)
+    when it underestimated."""
+    import time
+
+    from engine.config import AudioConfig
+    from engine.pipeline import Pipeline
+    from engine.stream.realtime import RealtimeStream, margin_for_compute
+    from engine.stream.worker import SIZE_FROM_LIVE_BLOCKS, SIZE_SKIP_BLOCKS, LiveChain, Worker
+    from engine.voices.registry import load_voice
+    from tests.stream_helpers import fake_device
+
+    audio = AudioConfig(sample_rate=48000)
+    worker = Worker()
+    worker.shutdown()  # the test runs the per-block code itself
+
+    def run(warm_margin_ms, sleep_s):
+        pipeline = Pipeline(load_voice("natural"), 480)
+        if sleep_s:
+            fast = pipeline.process
+            monkeypatch.setattr(pipeline, "process", lambda x, st: (time.sleep(sleep_s), fast(x, st))[1])
+        stream = RealtimeStream(audio, fake_device("in"), fake_device("out"), burst_ms=100.0, margin_ms=warm_margin_ms)
+        chain = LiveChain(stream, pipeline)
+        worker.compute_ms.clear()
+        for i in range(SIZE_FROM_LIVE_BLOCKS):
+            assert chain.guards[0].margin_frames == stream.margin_frames  # the warm-up's until then
+            worker._process(chain)
+        slowest = float(np.max(worker.compute_ms.latest(SIZE_FROM_LIVE_BLOCKS - SIZE_SKIP_BLOCKS)))
+        want = int(round(max(audio.prefill_ms, margin_for_compute(slowest, 10.0, True)) * 48))
+        return stream, chain.guards[0], want
+
+    stream, guard, want = run(warm_margin_ms=300.0, sleep_s=0.0)  # warm-up far slower than live
+    assert guard.margin_frames == guard.base_margin_frames == want < stream.margin_frames // 2
+    assert guard.gap_frames == 0
+    stream, guard, want = run(warm_margin_ms=0.0, sleep_s=0.03)  # live slower than the warm-up
+    assert guard.margin_frames == want >= int((1.5 * 30.0 + 10.0) * 48)
+    assert guard.gap_frames == want - stream.margin_frames
+    before = stream.out_ring.available()
+    guard.write(stream.out_ring, np.zeros(480, np.float32))
+    assert stream.out_ring.available() - before == 480 + want - stream.margin_frames

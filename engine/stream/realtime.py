@@ -28,6 +28,16 @@ from engine.io.portaudio import close_in_background
 from engine.ringbuffer import RingBuffer
 
 RING_SECONDS = 2.0
+COMPUTE_HEADROOM = 1.5  # the margin covers the slowest measured block and half as much again
+
+
+def margin_for_compute(compute_ms: float, read_hop_ms: float, bursts: bool) -> float:
+    """The pre-fill beyond one burst (ms) for a voice whose slowest measured block took
+    ``compute_ms``: that with headroom for what was not measured, and for a voice that delivers big
+    bursts (``bursts``) a read hop of slack, since its burst lands on a read boundary (the stream
+    adds any jitter and keeps at least ``prefill_ms``)."""
+    return COMPUTE_HEADROOM * compute_ms + (read_hop_ms if bursts else 0.0)
+
 
 class RealtimeStream:
     def __init__(

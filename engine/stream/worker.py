@@ -43,7 +43,7 @@ from engine.stream.priority import (
     raise_current_thread,
     release_current_thread,
 )
-from engine.stream.realtime import RealtimeStream
+from engine.stream.realtime import RealtimeStream, margin_for_compute
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,15 @@ ADAPTIVE_MAX_BURST_SHARE = 0.2
 ADAPTIVE_QUIET_S = 30.0
 ADAPTIVE_SHRINK_MS = 1.0
 ADAPTIVE_SHRINK_EVERY_S = 5.0
+# A voice that delivers bursts (a neural voice's 250-500 ms block) has its margin set from a warm-up
+# on noise when it loads, which can be far off what live speech costs on a loaded machine (measured:
+# 175 ms warm-up against 293 ms live; 1.2 s against 392 ms with a busy core during the warm-up).
+# After its first SIZE_FROM_LIVE_BLOCKS blocks the margin is set again from the slowest of them
+# (the first SIZE_SKIP_BLOCKS, still settling, not counted) when that differs by more than
+# SIZE_TOLERANCE_MS.
+SIZE_FROM_LIVE_BLOCKS = 16
+SIZE_SKIP_BLOCKS = 2
+SIZE_TOLERANCE_MS = 10.0
 
 
 class History:
@@ -146,6 +155,8 @@ class LiveChain:
         if stream.mon_ring is not None:
             sides.append((stream.mon_counters, "output_thread_id"))
         self.callbacks_to_raise = sides if raise_them else []
+        # Voice blocks until the margin is sized from live compute (Worker._size_from_live); 0: never.
+        self.blocks_to_sizing = SIZE_FROM_LIVE_BLOCKS if stream.burst_frames > stream.hop_frames else 0
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
         if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
@@ -372,6 +383,29 @@ class Worker:
             self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waiting)
         if chain.callbacks_to_raise:
             self._raise_callbacks(chain)
+        if chain.blocks_to_sizing:
+            chain.blocks_to_sizing -= 1
+            if not chain.blocks_to_sizing:
+                self._size_from_live(chain)
+
+    def _size_from_live(self, chain: LiveChain) -> None:
+        """The output rings' margin from the live blocks' compute instead of the warm-up's (see
+        SIZE_FROM_LIVE_BLOCKS): lower, the guards skip the excess over their next writes; higher,
+        the difference goes in at once as one faded gap, instead of as underflows one by one."""
+        s = chain.stream
+        slowest = float(np.max(self.compute_ms.latest(SIZE_FROM_LIVE_BLOCKS - SIZE_SKIP_BLOCKS)))
+        sr = s.sample_rate
+        need_ms = margin_for_compute(slowest, 1000.0 * s.hop_frames / sr, bursts=True)
+        _, _, margin, _ = RealtimeStream.ring_frames(s.config, sr, 1000.0 * s.burst_frames / sr, need_ms,
+                                                     1000.0 * s.jitter_frames / sr)
+        margin = min(margin, s.out_ring.capacity - s.burst_frames - s.hop_frames)  # what the ring can hold
+        guard = chain.guards[0]
+        if abs(margin - guard.margin_frames) * 1000.0 / sr <= SIZE_TOLERANCE_MS:
+            return
+        log.info("output margin %.0f ms -> %.0f ms, from the slowest of the first live blocks (%.0f ms)",
+                 1000.0 * guard.margin_frames / sr, 1000.0 * margin / sr, slowest)
+        for g in chain.guards:
+            g.resize(margin)
 
     def _raise_callbacks(self, chain: LiveChain) -> None:
         """Each callback thread, once it has run, gets priority just above a real-time worker's
@@ -409,6 +443,7 @@ class LatencyGuard:
     seen_underflow_frames: int = -1
     last_underflow_s: float = 0.0
     last_shrink_s: float = 0.0
+    gap_frames: int = 0  # silence to put in at the next write (resize to a larger margin)
 
     def __post_init__(self) -> None:
         if self.base_margin_frames < 0:
@@ -436,6 +471,27 @@ class LatencyGuard:
             self.underflow_frames_base -= shrink  # owed again: the skip below takes them out exactly
             self.last_shrink_s = now_s
 
+    def resize(self, margin_frames: int) -> None:
+        """A new margin as if it had been set (adaptive growth, if any, then counts from it): a
+        lower one is reached by the skips of :meth:`write`, a higher one by one gap of silence at
+        the next write (see there)."""
+        growth = self.max_margin_frames - self.base_margin_frames
+        self.gap_frames = max(0, margin_frames - self.margin_frames)
+        self.margin_frames = self.base_margin_frames = margin_frames
+        self.max_margin_frames = margin_frames + growth
+
+    def _write_with_gap(self, ring, out: np.ndarray) -> None:
+        """``out`` with ``gap_frames`` of silence after its first few samples, faded out into it and
+        in after it (no click; nothing of ``out`` is lost)."""
+        fade = min(128, len(out) // 2)
+        ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        head = out[:fade] * ramp[::-1]
+        tail = out[fade:].copy()
+        tail[:fade] *= ramp
+        ring.write(np.concatenate([head, np.zeros(self.gap_frames, np.float32), tail]))
+        self.gap_frames = 0
+        self.lowest_frames, self.writes = float("inf"), 0  # the level before the gap says nothing now
+
     def write(self, ring, out: np.ndarray, dropped_in: int = 0, now_s: float = 0.0) -> bool:
         """Write ``out`` to the ring, first skipping latency that underflows added; True if it did.
 
@@ -449,6 +505,9 @@ class LatencyGuard:
         the samples that would have followed the ring's content into those after the skipped
         stretch: no click.
         """
+        if self.gap_frames:
+            self._write_with_gap(ring, out)
+            return True
         if self.max_margin_frames > self.base_margin_frames:
             self._adapt(ring.underflow_frames, now_s)
         margin = self.margin_frames

@@ -361,3 +361,25 @@ def test_start_stop_and_bypass_on_a_real_jack_server(jack_server, window, qtbot)
     assert "(bypassed)" in window.state_label.text() or window.bypass_button.isChecked()
     qtbot.keyClick(window, Qt.Key_F5)
     qtbot.waitUntil(lambda: not engine.running and window.start_button.text() == "Start", timeout=10000)
+
+
+def test_start_and_stop_are_not_lost_while_settings_are_being_applied(jack_server, window, qtbot):
+    """F5 while other work is queued (a settings change still being applied) is carried out after
+    it, never dropped: a user stopping a hot mic must not have to press twice."""
+    import time
+
+    engine = window.controller.engine
+    qtbot.waitUntil(lambda: window.start_button.isEnabled(), timeout=10000)
+    hold = threading.Event()
+    window.controller._submit("Applying settings", lambda: hold.wait(10.0))  # a slow settings job
+    assert window.controller.busy and window.start_button.isEnabled()
+    qtbot.keyClick(window, Qt.Key_F5)  # start, queued behind it
+    time.sleep(0.3)
+    assert not engine.running  # still waiting for the job before it
+    hold.set()
+    qtbot.waitUntil(lambda: engine.running and window.start_button.text() == "Stop", timeout=10000)
+    hold.clear()
+    window.controller._submit("Applying settings", lambda: hold.wait(10.0))
+    qtbot.keyClick(window, Qt.Key_F5)  # stop, queued behind another one
+    hold.set()
+    qtbot.waitUntil(lambda: not engine.running and window.start_button.text() == "Start", timeout=10000)
