@@ -6,8 +6,8 @@ writes its final health snapshot and a per-block timeline. For every run this pr
 blocks, output underflows (events and frames), input overflows, JACK xruns, compute percentiles,
 garbage collections (full ones and the longest pause) and how far the adaptive buffer grew; then,
 for each underflow, what the timeline shows just before it (a gap between blocks, a collection, and
-whose the wait was: input that had arrived and waited a hop or more for the worker means the worker
-was late; otherwise the input itself came late, from the sound server).
+whose the wait was: input that had been complete for WORKER_LATE_MS or more before the worker took
+it means the worker was late; otherwise the input itself came late, from the sound server).
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
@@ -204,8 +204,8 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     s = json.loads(stats.read_text())
     t = dict(np.load(timeline)) if timeline.exists() else {}
     comp = t.get("compute_ms", np.zeros(1))
-    hop_frames = int(round(s.get("block_ms", 10.0) * s.get("sample_rate", 48000) / 1000.0))
-    causes = underflow_causes(t, s.get("block_ms", 10.0), hop_frames)
+    wait = t.get("input_wait_ms", np.zeros(1))
+    causes = underflow_causes(t, s.get("block_ms", 10.0))
     # Underflows once the stream has settled: the first seconds include this script connecting its
     # ports (a JACK graph change) and the stream's own start.
     settled = worker_late = 0
@@ -213,7 +213,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         after = t["at_s"] >= t["at_s"][0] + SETTLE_S
         rose = np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
         settled = len(rose)
-        worker_late = sum(1 for i in rose if waited_frames(t, i) >= hop_frames)
+        worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "voice": voice, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
@@ -223,6 +223,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
+        "input_wait_ms_p99": float(np.percentile(wait, 99)), "input_wait_ms_max": float(np.max(wait)),
         "gc_full": s.get("gc_full_collections", 0), "gc_max_pause_ms": s.get("gc_max_pause_ms", 0.0),
         "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
         "total_latency_ms": s["total_latency_ms"], "worker_priority": s.get("worker_priority"),
@@ -230,16 +231,19 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     }
 
 
-def waited_frames(t: dict, i: int) -> int:
-    """The most input that had already arrived beyond a block when the worker took it, over the
-    blocks leading to the one after block ``i`` (0 for a timeline from before it was recorded)."""
-    waiting = t.get("in_waiting_frames")
-    if waiting is None or len(waiting) == 0:
-        return 0
-    return int(np.max(waiting[max(0, i - 3):i + 2]))
+WORKER_LATE_MS = 3.0  # input complete this long before the worker took it: the worker was late
 
 
-def underflow_causes(t: dict, block_ms: float, hop_frames: int) -> list[str]:
+def worker_wait_ms(t: dict, i: int) -> float:
+    """The longest the input of a block had waited for the worker, over the blocks leading to the
+    one after block ``i`` (0 for a timeline from before it was recorded)."""
+    wait = t.get("input_wait_ms")
+    if wait is None or len(wait) == 0:
+        return 0.0
+    return float(np.max(wait[max(0, i - 3):i + 2]))
+
+
+def underflow_causes(t: dict, block_ms: float) -> list[str]:
     """For each block after which the underflow counter rose: the gap since the block before, any
     collection that ended in that gap, and whether input waited for the worker then."""
     if "underflow_frames" not in t or len(t["underflow_frames"]) < 2:
@@ -252,9 +256,9 @@ def underflow_causes(t: dict, block_ms: float, hop_frames: int) -> list[str]:
         gap_ms = 1000.0 * float(np.max(np.diff(at[lo:i + 2]))) if i + 2 - lo > 1 else 0.0
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
-        waited = waited_frames(t, i)
-        whose = (f"the worker was late (input waited {waited} frames)" if waited >= hop_frames
-                 else f"the input came late (it waited at most {waited} frames for the worker)")
+        waited = worker_wait_ms(t, i)
+        whose = (f"the worker was late (input waited {waited:.1f} ms for it)" if waited >= WORKER_LATE_MS
+                 else f"the input came late (the worker took it within {waited:.1f} ms)")
         out.append(f"+{int(uf[i + 1] - uf[i])} frames at {at[i + 1] - at[0]:.0f} s: longest gap between blocks "
                    f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}; {whose}")
     return out
@@ -337,8 +341,9 @@ def main() -> None:
                 jackd.wait(timeout=10)
     print()
     print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late) "
-          "| overflows | JACK xruns | compute mean / p99 / max ms | full GCs (max pause) | buffer ms (grown) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms | full GCs (max pause) "
+          "| buffer ms (grown) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)"}
         print(f"| `{r['voice']}` | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
@@ -346,7 +351,8 @@ def main() -> None:
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
               f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
-              f"{r['compute_ms_max']:.1f} | {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
+              f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
+              f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
               f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}) |")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))

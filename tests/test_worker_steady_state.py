@@ -59,27 +59,35 @@ def test_the_worker_retains_nothing_per_block(chain_and_worker):
 
 
 def test_the_timeline_tells_a_late_worker_from_late_input(chain_and_worker):
-    """A block taken as soon as its input arrived records no input waiting; blocks taken after the
-    worker fell behind record the hops that had already arrived (what the soak benchmark uses to
-    say whose an underflow was)."""
+    """Each block records how long its input had been complete when the worker took it: a block the
+    worker took 30 ms after its input arrived shows at least that; a block whose input came 30 ms
+    late (the sound server's gap) but was taken at once shows less (what the soak benchmark uses
+    to say whose an underflow was)."""
+    import time
+
+    from engine.io.callbacks import InputSide
+
     chain, worker, stream = chain_and_worker
     worker.timeline = BlockTimeline(16)
     hop = stream.hop_frames
-    x = np.zeros((hop, stream.in_channels), np.float32)
+    callback = InputSide(stream.in_ring, stream.counters)
+    x = np.zeros((hop // 2, stream.in_channels), np.float32)
 
     def take_one():
         assert stream.in_ring.read_exact(chain.in_block)
         worker._process(chain)
 
-    stream.in_ring.write_overwrite(x)  # on time: one hop arrives, the worker takes it
+    callback(x, len(x), None, None)
+    callback(x, len(x), None, None)
+    time.sleep(0.03)  # the worker is held off
     take_one()
-    for _ in range(3):  # the worker was held off for three hops: they all wait
-        stream.in_ring.write_overwrite(x)
-    take_one()
-    take_one()
-    take_one()
-    waited = worker.timeline.arrays()["in_waiting_frames"].tolist()
-    assert waited == [0, 2 * hop, hop, 0]
+    time.sleep(0.03)  # the input is late ...
+    callback(x, len(x), None, None)
+    callback(x, len(x), None, None)
+    take_one()  # ... and taken at once
+    late_worker, late_input = worker.timeline.arrays()["input_wait_ms"].tolist()
+    assert late_worker >= 30.0
+    assert late_input < late_worker
 
 
 def test_recent_values_keep_the_newest_in_order():

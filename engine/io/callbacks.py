@@ -10,12 +10,14 @@ NB: every counter below has exactly one writer, the audio thread; the worker and
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 
 from engine.ringbuffer import RingBuffer
 
 SCRATCH_FRAMES = 16384  # larger than any callback PortAudio is asked for
+ARRIVALS = 64  # input callbacks remembered (when, and the ring's written count after each)
 
 
 class CallbackCounters:
@@ -29,9 +31,16 @@ class CallbackCounters:
         # give them its own priority (priority.raise_callback_threads); set once, then only read.
         self.input_thread_id = 0
         self.output_thread_id = 0
+        # When the last ARRIVALS input callbacks ran (time.monotonic()) and how far the input ring
+        # had been written after each (slot = callback number % ARRIVALS): how long a block's input
+        # waited for the worker (Worker._input_wait_ms). NB: a slot being written while the worker
+        # reads it gives one wrong figure in a diagnosis, nothing worse.
+        self.arrival_s = np.zeros(ARRIVALS)
+        self.arrival_written = np.zeros(ARRIVALS, dtype=np.int64)
 
 
 _native_id = threading.get_native_id  # bound here: the callback imports and looks up nothing
+_monotonic = time.monotonic
 
 
 class InputSide:
@@ -47,7 +56,11 @@ class InputSide:
         if frames > self.counters.max_frames:
             self.counters.max_frames = frames
         self.ring.write_overwrite(indata)
-        self.counters.input_callbacks += 1
+        c = self.counters
+        slot = c.input_callbacks % ARRIVALS
+        c.arrival_s[slot] = _monotonic()
+        c.arrival_written[slot] = self.ring.written
+        c.input_callbacks += 1
 
 
 class OutputSide:

@@ -336,8 +336,7 @@ class Worker:
     def _process(self, chain: LiveChain) -> None:
         t0 = time.perf_counter()
         s = chain.stream
-        # Input already waiting beyond this block: a whole hop of it means the worker came late.
-        waiting = s.in_ring.written - s.in_ring.read if self.timeline is not None else 0
+        waited_ms = self._input_wait_ms(s) if self.timeline is not None else 0.0  # only the timeline wants it
         block = chain.in_block
         mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
         self.input_level_db = peak_db(mono)
@@ -380,7 +379,7 @@ class Worker:
         else:
             self._late_in_a_row = 0
         if self.timeline is not None:
-            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waiting)
+            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waited_ms)
         if chain.callbacks_to_raise:
             self._raise_callbacks(chain)
         if chain.blocks_to_sizing:
@@ -406,6 +405,20 @@ class Worker:
                  1000.0 * guard.margin_frames / sr, 1000.0 * margin / sr, slowest)
         for g in chain.guards:
             g.resize(margin)
+
+    @staticmethod
+    def _input_wait_ms(s: RealtimeStream) -> float:
+        """How long the block just read had been complete in the input ring before the worker took
+        it: from the input callback that delivered its last frame until now. A prompt worker shows
+        its poll interval; a late one (held off a core or the interpreter) shows how late; input
+        the sound server delivered late shows nothing, however long the gap before it."""
+        c = s.counters
+        end = s.in_ring.read  # the block's last frame is end - 1
+        after = c.arrival_written >= end
+        if not after.any():
+            return 0.0
+        first = np.flatnonzero(after)[np.argmin(c.arrival_written[after])]
+        return 1000.0 * (time.monotonic() - float(c.arrival_s[first]))
 
     def _raise_callbacks(self, chain: LiveChain) -> None:
         """Each callback thread, once it has run, gets priority just above a real-time worker's
@@ -570,8 +583,8 @@ class BlockTimeline:
     ``at_s``: time.monotonic() when the block's output was ready; ``compute_ms``: the block's
     work; ``out_level_frames``: what the output ring held just before the write (how close to an
     underflow the block came); ``underflow_frames``: the ring's underflow counter after it;
-    ``in_waiting_frames``: input frames that had already arrived beyond the block when the worker
-    took it (a hop or more: the worker was late, not the input).
+    ``input_wait_ms``: how long the block's input had been complete when the worker took it
+    (Worker._input_wait_ms: the worker's own lateness, apart from the sound server's).
     """
 
     def __init__(self, capacity: int):
@@ -579,16 +592,16 @@ class BlockTimeline:
         self.compute_ms = np.zeros(capacity, dtype=np.float32)
         self.out_level_frames = np.zeros(capacity, dtype=np.int32)
         self.underflow_frames = np.zeros(capacity, dtype=np.int64)
-        self.in_waiting_frames = np.zeros(capacity, dtype=np.int32)
+        self.input_wait_ms = np.zeros(capacity, dtype=np.float32)
         self.count = 0
 
-    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, in_waiting: int = 0) -> None:
+    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, input_wait_ms: float = 0.0) -> None:
         i = self.count % len(self.at_s)
         self.at_s[i] = at_s
         self.compute_ms[i] = compute_ms
         self.out_level_frames[i] = level
         self.underflow_frames[i] = underflow_frames
-        self.in_waiting_frames[i] = in_waiting
+        self.input_wait_ms[i] = input_wait_ms
         self.count += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -597,4 +610,4 @@ class BlockTimeline:
         order = (np.arange(n) + max(0, self.count - len(self.at_s))) % len(self.at_s)
         return {"at_s": self.at_s[order], "compute_ms": self.compute_ms[order],
                 "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order],
-                "in_waiting_frames": self.in_waiting_frames[order]}
+                "input_wait_ms": self.input_wait_ms[order]}
