@@ -139,7 +139,9 @@ def test_a_neural_voices_margin_may_grow_by_a_fifth_of_its_block():
         assert guard.max_margin_frames - stream.margin_frames == int(growth_ms * 48)
     fixed = RealtimeStream(AudioConfig(sample_rate=48000, adaptive_buffer=False), fake_device("in"), fake_device("out"),
                            burst_ms=500.0)
-    assert LiveChain(fixed, pipeline).guards[0].max_margin_frames == fixed.margin_frames
+    fixed_chain = LiveChain(fixed, pipeline)
+    assert fixed_chain.guards[0].max_margin_frames == fixed.margin_frames
+    assert fixed_chain.blocks_to_sizing == 0  # nor is it sized again from the live blocks
 
 
 def test_a_larger_margin_goes_in_as_one_gap_and_a_smaller_one_by_skips():

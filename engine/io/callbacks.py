@@ -28,7 +28,7 @@ class CallbackCounters:
         self.oversized_callbacks = 0
         self.max_frames = 0  # largest callback seen: the jitter the output ring must absorb
         # The OS thread ids the callbacks run on (0 until the first callback), so the worker can
-        # give them its own priority (priority.raise_callback_threads); set once, then only read.
+        # give them its own priority (priority.raise_callback_thread); set once, then only read.
         self.input_thread_id = 0
         self.output_thread_id = 0
         # When the last ARRIVALS input callbacks ran (time.monotonic()) and how far the input ring

@@ -19,7 +19,9 @@ rest, which is not enough for a desktop). Threads the worker starts while raised
 scheduling (Linux threads do): a neural voice's torch helper threads, created on the worker's first
 parallel operation, so they take up work as promptly as the worker hands it out. They step down with
 the worker, and come back up with it (:func:`_helpers`); they stay as they are while no stream runs,
-asleep. Windows (MMCSS) and macOS (time-constraint threads) are not done yet and say so.
+asleep. A real-time worker also raises the audio callback threads when the sound library runs
+them at normal priority (:func:`raise_callback_thread`), since the worker waits for the interpreter
+lock they hold. Windows (MMCSS) and macOS (time-constraint threads) are not done yet and say so.
 """
 
 from __future__ import annotations
@@ -147,8 +149,9 @@ def raise_callback_thread(tid: int, held: Priority) -> bool:
     at normal priority that a busy machine takes off its core in those microseconds keeps the lock
     for as long, and the real-time worker waits for it: the worker's priority is then worth what
     the callback thread's is. PortAudio runs its callbacks at normal priority on ALSA (PulseAudio
-    and PipeWire through it) and with a JACK server that is not real-time itself. The thread ends
-    with its stream, so nothing is given back."""
+    and PipeWire through it) and with a JACK server that is not real-time itself. The thread may
+    outlive the stream (PortAudio keeps one JACK client for all its streams): the worker gives the
+    priority back with :func:`lower_callback_thread` when the stream stops."""
     if held.kind != "realtime" or not tid:
         return False
     try:

@@ -155,8 +155,10 @@ class LiveChain:
         if stream.mon_ring is not None:
             sides.append((stream.mon_counters, "output_thread_id"))
         self.callbacks_to_raise = sides if raise_them else []
-        # Voice blocks until the margin is sized from live compute (Worker._size_from_live); 0: never.
-        self.blocks_to_sizing = SIZE_FROM_LIVE_BLOCKS if stream.burst_frames > stream.hop_frames else 0
+        # Voice blocks until the margin is sized from live compute (Worker._size_from_live); 0: never
+        # (a voice without bursts, or a fixed latency asked for).
+        sized = stream.burst_frames > stream.hop_frames and adaptive
+        self.blocks_to_sizing = SIZE_FROM_LIVE_BLOCKS if sized else 0
 
     def swap_pipeline(self, pipeline: Pipeline) -> None:
         if pipeline.sample_rate == self.pipeline.sample_rate and pipeline.hop_samples == self.pipeline.hop_samples:
