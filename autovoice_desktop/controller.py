@@ -164,6 +164,12 @@ class EngineController(QObject):
         runs a start or stop after it, so a key press is never lost."""
         return self._device_jobs > 0
 
+    @property
+    def can_toggle_running(self) -> bool:
+        """Start/Stop may be pressed: no device job is pending, and there is a voice to start with
+        (at start-up the saved one is still loading)."""
+        return not self.devices_busy and (self._running or self.engine.voice_info is not None)
+
     def _submit(self, what: str, fn: Callable[[], Any], on_ok: Callable[[Any], None] | None = None,
                 on_error: Callable[[BaseException], None] | None = None,
                 executor: ThreadPoolExecutor | None = None, devices: bool = False) -> Future | None:
@@ -240,7 +246,7 @@ class EngineController(QObject):
         self._submit("Closing the audio devices", self.engine.stop, ok, devices=True)
 
     def toggle_running(self) -> None:
-        if self.devices_busy:
+        if not self.can_toggle_running:
             return
         self.stop() if self.engine.running else self.start()
 

@@ -477,7 +477,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ audio
     def toggle_running(self) -> None:
-        if self.controller.devices_busy:
+        if not self.controller.can_toggle_running:
             return
         if not self._running and not self._devices_ok:
             self.show_error(self.no_devices_label.text() or "No audio device is available; file conversion "
@@ -511,7 +511,7 @@ class MainWindow(QMainWindow):
         self._update_remove_enabled()
 
     def _update_start_enabled(self) -> None:
-        self.start_button.setEnabled(not self.controller.devices_busy and (self._devices_ok or self._running))
+        self.start_button.setEnabled(self.controller.can_toggle_running and (self._devices_ok or self._running))
 
     def _update_state_label(self, snap=None) -> None:
         s = snap or self.controller.last_snapshot

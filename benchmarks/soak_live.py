@@ -22,6 +22,7 @@ so what it shows holds a fortiori for one stream. --normal-priority passes the s
     python benchmarks/soak_live.py --minutes 5 --voices deeper --hog --prefill-ms 20
     python benchmarks/soak_live.py --minutes 60 --voices natural radio robot --parallel --no-baseline
     python benchmarks/soak_live.py --minutes 20 --voices rvc --no-baseline --rvc-preset small-cpu
+    python benchmarks/soak_live.py --minutes 10 --voices deeper --front app   # the desktop app's window
 
 The voice ``rvc`` is a full-size RVC v2 40 kHz model and HuBERT base in their real file formats with
 random weights (compute does not depend on them; built once into the temp folder), imported into the
@@ -122,7 +123,7 @@ BASELINE_ENV = {"gc": "AUTOVOICE_STREAM_GC", "callbacks": "AUTOVOICE_CALLBACK_PR
 
 
 def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], with_hog: bool, server: str | None = None,
-         rvc_preset: str = "small-cpu") -> dict:
+         rvc_preset: str = "small-cpu", front: str = "cli") -> dict:
     """One run; ``baseline``: None (as users run it) or a key of BASELINE_ENV (that mechanism off)."""
     import jack
     import soundfile as sf
@@ -137,9 +138,13 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     if voice == RVC_VOICE:
         run_voice = install_rvc(env, tmp / "data")
         voice_args = ["--param", f"live_preset={rvc_preset}", "--param", "f0_method=fcpe"]
-    cmd = [sys.executable, "-m", "autovoice", "live", "--voice", run_voice, *voice_args, "--input", "system", "--output", "system",
-           "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline), "--gate", "-100",
-           *extra]
+    if front == "app":  # the desktop app's window on the same voice and devices (see app_session.py)
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "app_session.py"), "--voice", run_voice, "--input", "system",
+               "--output", "system", "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline)]
+    else:
+        cmd = [sys.executable, "-m", "autovoice", "live", "--voice", run_voice, *voice_args, "--input", "system",
+               "--output", "system", "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline),
+               "--gate", "-100", *extra]
     busy = hog() if with_hog else None
     # The readout goes to a file: a pipe nobody reads fills up after a few minutes and blocks it.
     log_path = tmp / "live.log"
@@ -216,7 +221,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
-        "voice": voice, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
+        "voice": voice, "front": front, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
         "blocks": s["blocks_processed"], "late_blocks": s["late_blocks"],
         "underflows": s["output_underflows"], "underflow_frames": s["output_underflow_frames"],
         "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
@@ -283,6 +288,8 @@ def main() -> None:
                     help="start the JACK server real-time scheduled, as desktop sound servers run (needs rtprio)")
     ap.add_argument("--baseline-only", action="store_true", help="only the baseline runs (with --no-baseline)")
     ap.add_argument("--rvc-preset", default="small-cpu", help="live setting of the voice `rvc` (default small-cpu)")
+    ap.add_argument("--front", choices=("cli", "app"), default="cli",
+                    help="what runs the stream: `autovoice live` (default) or the desktop app's window, Live view showing")
     a = ap.parse_args()
     extra = (["--prefill-ms", str(a.prefill_ms)] if a.prefill_ms is not None else []) + (
         ["--fixed-latency"] if a.fixed_latency else []) + (["--normal-priority"] if a.normal_priority else [])
@@ -305,7 +312,7 @@ def main() -> None:
                 time.sleep(PARALLEL_STAGGER_S)
             cmd = [sys.executable, __file__, "--minutes", str(a.minutes), "--voices", voice, "--no-baseline",
                    "--server", f"avsoak{os.getpid()}_{i}", "--period", str(a.period), "--json", str(tmp / f"{i}.json"),
-                   *(["--rt-jack"] if a.rt_jack else []), "--rvc-preset", a.rvc_preset,
+                   *(["--rt-jack"] if a.rt_jack else []), "--rvc-preset", a.rvc_preset, "--front", a.front,
                    *extra, *(["--hog"] if a.hog and i == 0 else [])]
             if not policy:
                 cmd += ["--baseline", a.baseline, "--baseline-only"]
@@ -327,7 +334,7 @@ def main() -> None:
                 try:
                     as_baseline = not policy or a.baseline_only
                     results.append(soak(voice, a.minutes * 60.0, a.baseline if as_baseline else None, extra, a.hog,
-                                        a.server, a.rvc_preset))
+                                        a.server, a.rvc_preset, a.front))
                 except RuntimeError as e:
                     if jackd is None or jackd.poll() is None:
                         raise
@@ -346,7 +353,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)"}
-        print(f"| `{r['voice']}` | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
+        front = " (app)" if r.get("front") == "app" else ""
+        print(f"| `{r['voice']}`{front} | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
               f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}) "

@@ -383,3 +383,32 @@ def test_start_and_stop_are_not_lost_while_settings_are_being_applied(jack_serve
     qtbot.keyClick(window, Qt.Key_F5)  # stop, queued behind another one
     hold.set()
     qtbot.waitUntil(lambda: not engine.running and window.start_button.text() == "Start", timeout=10000)
+
+
+def test_start_waits_for_the_first_voice_to_load(qtbot, monkeypatch):
+    """At start-up the saved voice loads in the background: until it has, Start is disabled and F5
+    does nothing (instead of failing with "no voice is loaded yet"); then both work."""
+    from autovoice_desktop.controller import EngineController
+    from autovoice_desktop.main_window import MainWindow
+    from engine.api import Engine
+
+    monkeypatch.setattr(Engine, "devices", lambda self, refresh=False: fake_devices())
+    engine = Engine(load_default_voice=False)
+    hold = threading.Event()
+    warm_up = engine._warm_up
+    monkeypatch.setattr(engine, "_warm_up", lambda voice: (hold.wait(10.0), warm_up(voice))[1])
+    window = MainWindow(EngineController(engine))
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        qtbot.waitUntil(lambda: window.controller.busy, timeout=5000)  # the saved voice is loading
+        qtbot.waitUntil(lambda: not window.controller.devices_busy and window._devices_ok, timeout=10000)
+        assert not window.start_button.isEnabled() and engine.voice_info is None
+        window.toggle_running()
+        assert not window.controller.devices_busy  # nothing was submitted
+        hold.set()
+        qtbot.waitUntil(lambda: engine.voice_info is not None and window.start_button.isEnabled(), timeout=10000)
+    finally:
+        hold.set()
+        window.close()
+        engine.close()
