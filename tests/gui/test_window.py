@@ -363,6 +363,7 @@ def test_start_stop_and_bypass_on_a_real_jack_server(jack_server, window, qtbot)
     qtbot.waitUntil(lambda: not engine.running and window.start_button.text() == "Start", timeout=10000)
 
 
+@pytest.mark.jack
 def test_start_and_stop_are_not_lost_while_settings_are_being_applied(jack_server, window, qtbot):
     """F5 while other work is queued (a settings change still being applied) is carried out after
     it, never dropped: a user stopping a hot mic must not have to press twice."""
