@@ -513,13 +513,15 @@ class Engine:
         if held_here:
             self._gc_held = True
             STREAMING_GC.stream_started()
+        # Built before the devices start: from their first callback the pre-fill drains, and only
+        # the attach (which the idle worker runs the moment it is posted) stands between them.
+        chain = LiveChain(stream, pipeline)
         try:
             stream.start()  # raises DeviceError in one sentence
         except BaseException:
             if held_here:
                 self._release_gc()
             raise
-        chain = LiveChain(stream, pipeline)
         abandoned = threading.Event()
 
         def attach(w: Worker) -> None:

@@ -47,6 +47,7 @@ from engine.stream.realtime import RealtimeStream, margin_for_compute
 
 log = logging.getLogger(__name__)
 
+IDLE_WAIT_S = 0.02  # with no stream, the worker beats its heartbeat this often (and wakes on a command)
 STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device went away
 GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see LatencyGuard)
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
@@ -238,12 +239,15 @@ class Worker:
         self._thread.join(timeout=2.0)
 
     # ------------------------------------------------------------------ worker thread
-    def _apply_commands(self) -> None:
+    def _apply_commands(self, wait_s: float = 0.0) -> None:
+        """Run the queued commands; ``wait_s``: with none queued, wait that long for the first (an
+        idle worker sleeps here, so a stream's attach runs the moment it is posted)."""
         while True:
             try:
-                fn, fut = self._commands.get_nowait()
+                fn, fut = self._commands.get(timeout=wait_s) if wait_s > 0 else self._commands.get_nowait()
             except queue.Empty:
                 return
+            wait_s = 0.0
             try:
                 result = fn(self)
                 if fut is not None:
@@ -265,7 +269,7 @@ class Worker:
                     self.priority = None
                 while self.raised_callbacks:
                     lower_callback_thread(self.raised_callbacks.pop())
-                time.sleep(0.02)
+                self._apply_commands(wait_s=IDLE_WAIT_S)
                 continue
             if self._stalled(chain):
                 continue
