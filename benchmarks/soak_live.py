@@ -231,6 +231,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "input_wait_ms_p99": float(np.percentile(wait, 99)), "input_wait_ms_max": float(np.max(wait)),
         "gc_full": s.get("gc_full_collections", 0), "gc_max_pause_ms": s.get("gc_max_pause_ms", 0.0),
         "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
+        "buffer_start_ms": s.get("buffer_start_ms"),
         "total_latency_ms": s["total_latency_ms"], "worker_priority": s.get("worker_priority"),
         "underflow_causes": causes,
     }
@@ -361,7 +362,7 @@ def main() -> None:
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
               f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
-              f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}) |")
+              f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}; opened with {r.get('buffer_start_ms') or 0:.1f}) |")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
     if failed:
