@@ -46,8 +46,7 @@ def main() -> int:
     apply_style(app)
     engine = Engine(load_default_voice=False)
     engine.load_voice(a.voice).result()
-    # What picking the devices in the window leaves in the settings.
-    engine.settings.audio = engine.settings.audio.with_changes(input_device=a.input, output_device=a.output)
+    engine.set_audio(input_device=a.input, output_device=a.output)  # as picking them in the window does
     controller = EngineController(engine)
     window = MainWindow(controller)
     window.show()
