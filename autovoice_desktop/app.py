@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("AutoVoice")
     app.setAttribute(Qt.AA_DontShowIconsInMenus, True)
     apply_style(app)
+    from autovoice_desktop.binding import binding_problem
+
+    problem = binding_problem()
+    if problem is not None:
+        print(f"autovoice: error: {problem}", file=sys.stderr)
+        QMessageBox.critical(None, "AutoVoice", problem)
+        return 1
     handler = ExceptionHandler(app)
     handler.install()
     try:
