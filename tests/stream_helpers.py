@@ -24,8 +24,10 @@ def unstarted_chain(engine, **audio_changes) -> LiveChain:
 
 def interruptible_child(block_sigint: bool = False):
     """A ``preexec_fn`` giving a child SIGINT at its default (Python then turns it into
-    KeyboardInterrupt): a child inherits an ignored SIGINT, and something earlier in a full test
-    run leaves it ignored in this process. ``block_sigint``: start it with SIGINT blocked too."""
+    KeyboardInterrupt): a child inherits an ignored SIGINT, and a test run started in the
+    background of a non-interactive shell (``make test &``, as the soak sessions ran it) has SIGINT
+    ignored from the start (POSIX shells do that to background jobs; no test leaves it so:
+    conftest.signals_left_as_found). ``block_sigint``: start it with SIGINT blocked too."""
     import signal
 
     def prepare() -> None:
