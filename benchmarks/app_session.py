@@ -65,6 +65,9 @@ def main() -> int:
             if engine.running:
                 engine.record_timeline(seconds=a.seconds)
                 state["started_at"] = now
+            elif window.message_banner.isVisible():  # the start failed: the window says why
+                print(f"app_session: the stream did not start: {window.message_banner.label.text()}", file=sys.stderr)
+                finish(1)
             elif not controller.devices_busy and window.start_button.isEnabled():
                 window.toggle_running()  # what pressing Start does
             return
