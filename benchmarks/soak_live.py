@@ -138,13 +138,12 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     if voice == RVC_VOICE:
         run_voice = install_rvc(env, tmp / "data")
         voice_args = ["--param", f"live_preset={rvc_preset}", "--param", "f0_method=fcpe"]
+    session = ["--voice", run_voice, "--input", "system", "--output", "system", "--seconds", str(seconds),
+               "--stats-json", str(stats), "--timeline", str(timeline)]
     if front == "app":  # the desktop app's window on the same voice and devices (see app_session.py)
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "app_session.py"), "--voice", run_voice, "--input", "system",
-               "--output", "system", "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline)]
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "app_session.py"), *session]
     else:
-        cmd = [sys.executable, "-m", "autovoice", "live", "--voice", run_voice, *voice_args, "--input", "system",
-               "--output", "system", "--seconds", str(seconds), "--stats-json", str(stats), "--timeline", str(timeline),
-               "--gate", "-100", *extra]
+        cmd = [sys.executable, "-m", "autovoice", "live", *session, *voice_args, "--gate", "-100", *extra]
     busy = hog() if with_hog else None
     # The readout goes to a file: a pipe nobody reads fills up after a few minutes and blocks it.
     log_path = tmp / "live.log"
