@@ -2,7 +2,7 @@
 
 Threads and who touches what::
 
-    GUI thread ---- fast QTimer (~30 ms) ---> engine.snapshot() levels, engine.recent_audio(),
+    GUI thread ---- fast QTimer (~30 ms) ---> engine.levels_db(), engine.recent_audio(),
                                                engine.pitch_tracks() (tracked by the engine) --> scopeUpdated
                \--- slow QTimer (~1 s)  ---> engine.snapshot() ------------------------------> snapshotUpdated
                \--- commands -----------> self._jobs (one background thread, in order):
@@ -496,13 +496,13 @@ class EngineController(QObject):
                 self._scope_cleared = True
             return
         self._scope_cleared = False
-        snap = self.engine.snapshot()
+        level_in_db, level_out_db = self.engine.levels_db()
         x_in, x_out, sr = self.engine.recent_audio(SCOPE_SECONDS)
         f0_in = f0_out = None
         self._fast_ticks += 1
         if self._view_visible and self._fast_ticks % PITCH_EVERY_N_FAST_TICKS == 0:
             f0_in, f0_out = self.engine.pitch_tracks()
-        self.scopeUpdated.emit(ScopeFrame(x_in, x_out, sr, snap.input_level_db, snap.output_level_db, f0_in, f0_out))
+        self.scopeUpdated.emit(ScopeFrame(x_in, x_out, sr, level_in_db, level_out_db, f0_in, f0_out))
 
     @Slot()
     def poll_slow(self) -> None:

@@ -232,6 +232,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
         "buffer_start_ms": s.get("buffer_start_ms"),
         "total_latency_ms": s["total_latency_ms"], "worker_priority": s.get("worker_priority"),
+        "gui_thread_cpu_ms_per_s": s.get("gui_thread_cpu_ms_per_s"),  # the app front only
         "underflow_causes": causes,
     }
 

@@ -11,7 +11,7 @@ import pytest
 
 from engine.api import Engine
 from engine.stream.gc_policy import StreamingGc
-from engine.stream.worker import BlockTimeline, RecentValues, Worker
+from engine.stream.worker import BlockTimeline, History, RecentValues, Worker
 from tests.stream_helpers import unstarted_chain
 
 
@@ -97,6 +97,21 @@ def test_recent_values_keep_the_newest_in_order():
     assert len(r) == 4 and r.latest().tolist() == [3.0, 4.0, 5.0, 6.0] and r.latest(2).tolist() == [5.0, 6.0]
     r.clear()
     assert len(r) == 0 and r.latest().size == 0
+
+
+def test_history_gives_the_newest_samples_in_order_across_the_wrap():
+    h = History(1000)  # HISTORY_SECONDS of samples at 1 kHz
+    size = len(h.buf)
+    signal = np.arange(3 * size + 123, dtype=np.float32)
+    assert h.latest(10).size == 0
+    written = 0
+    for chunk in np.array_split(signal, 97):  # uneven hops, so the ring wraps at every offset
+        h.push(chunk)
+        written += len(chunk)
+        for n in (1, 480, size // 2, size, size + 5):
+            expect = signal[max(0, written - min(n, size)):written]
+            np.testing.assert_array_equal(h.latest(n), expect)
+    assert not np.shares_memory(h.latest(5), h.buf)  # a copy: the worker writes on
 
 
 def test_streaming_freezes_what_exists_so_collections_skip_it():

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QRectF
 from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from autovoice_desktop.controller import SCOPE_SECONDS, ScopeFrame
 from engine.api import PITCH_HOP_S
 from autovoice_desktop.widgets.level_meter import LevelMeter
 
+PITCH_LOW_HZ, PITCH_HIGH_HZ = 60.0, 900.0  # the pitch plot's range
 WAVE_COLUMNS = 800  # min/max pairs drawn across the waveform: about one per pixel column
 
 INPUT_COLOR = "#58a6ff"
@@ -51,6 +53,34 @@ def _plot(y_label: str, time_labels: bool) -> pg.PlotWidget:
         item.getAxis(name).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     w.setMinimumHeight(90)
     return w
+
+
+class _ViewCurve(pg.PlotCurveItem):
+    """A curve whose extent is the plot's fixed window rather than its data's.
+
+    The view never rescales, so the scene only needs to know the curve stays inside that window;
+    pyqtgraph would otherwise take the data's NaN-aware min and max (and a pixel size) anew after
+    every ``setData``, on the GUI thread.
+    """
+
+    def __init__(self, bounds: QRectF, **opts):
+        super().__init__(**opts)
+        self._bounds = bounds
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+
+def _curve(plot: pg.PlotWidget, color: str, width: int, y_range: tuple[float, float]) -> pg.PlotCurveItem:
+    """A bare curve on ``plot``. pyqtgraph's ``plot()`` wraps each curve in a PlotDataItem (log mapping,
+    downsampling, symbols), none of which this view uses: the wrapper took two thirds of each
+    ``setData``, on the GUI thread, 33 times a second."""
+    lo, hi = y_range
+    pad = 0.05 * (hi - lo)
+    bounds = QRectF(-SCOPE_SECONDS * 1.05, lo - pad, SCOPE_SECONDS * 1.1, (hi - lo) + 2 * pad)
+    curve = _ViewCurve(bounds, pen=pg.mkPen(color, width=width), connect="finite")
+    plot.addItem(curve)
+    return curve
 
 
 def peak_envelope(x: np.ndarray, sample_rate: int, columns: int = WAVE_COLUMNS) -> tuple[np.ndarray, np.ndarray]:
@@ -91,18 +121,19 @@ class LiveView(QWidget):
 
         self.wave = _plot("Waveform", time_labels=False)
         self.wave.setYRange(-1.0, 1.0, padding=0.02)
-        self.wave_in = self.wave.plot(pen=pg.mkPen(INPUT_COLOR, width=1), name="input")
-        self.wave_out = self.wave.plot(pen=pg.mkPen(OUTPUT_COLOR, width=1), name="output")
+        self.wave_in = _curve(self.wave, INPUT_COLOR, 1, (-1.0, 1.0))
+        self.wave_out = _curve(self.wave, OUTPUT_COLOR, 1, (-1.0, 1.0))
 
+        # Pitch on a log scale: the curves carry log10(Hz) and the axis names them in Hz.
         self.pitch = _plot("Pitch (Hz)", time_labels=True)
-        self.pitch.setLogMode(x=False, y=True)
-        self.pitch.setYRange(np.log10(60), np.log10(900), padding=0)
+        pitch_range = (np.log10(PITCH_LOW_HZ), np.log10(PITCH_HIGH_HZ))
+        self.pitch.setYRange(*pitch_range, padding=0)
         self.pitch.getPlotItem().getAxis("left").setTicks(
             [[(np.log10(f), f"{f}") for f in (100, 200, 400, 800)],
              [(np.log10(f), "") for f in (60, 70, 80, 90, 150, 300, 500, 600, 700)]])
-        self.pitch_in = self.pitch.plot(pen=pg.mkPen(INPUT_COLOR, width=2), name="input", connect="finite")
-        self.pitch_out = self.pitch.plot(pen=pg.mkPen(OUTPUT_COLOR, width=2), name="output", connect="finite")
-        for w in (self.wave, self.pitch):  # after setLogMode, which resets the view: one time axis for both
+        self.pitch_in = _curve(self.pitch, INPUT_COLOR, 2, pitch_range)
+        self.pitch_out = _curve(self.pitch, OUTPUT_COLOR, 2, pitch_range)
+        for w in (self.wave, self.pitch):  # one time axis for both
             w.setXRange(-SCOPE_SECONDS, 0.0, padding=0.02)
         n = int(round(SCOPE_SECONDS / PITCH_HOP_S))
         self._pitch_t = (np.arange(n) - (n - 1)) * PITCH_HOP_S
@@ -129,4 +160,4 @@ class LiveView(QWidget):
             for curve, f0 in ((self.pitch_in, frame.f0_input), (self.pitch_out, frame.f0_output)):
                 # log10 of NaN stays NaN: an unvoiced gap, drawn as a gap (connect="finite")
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    curve.setData(self._pitch_t[-len(f0):], f0)
+                    curve.setData(self._pitch_t[-len(f0):], np.log10(f0))

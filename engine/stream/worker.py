@@ -95,9 +95,14 @@ class History:
         self.pos += n
 
     def latest(self, n: int) -> np.ndarray:
-        n = min(n, len(self.buf), self.pos)
-        end = self.pos % len(self.buf)
-        return np.roll(self.buf, -end)[len(self.buf) - n :].copy()
+        """The newest ``n`` samples, oldest first, as a copy of just those (two slices of the ring)."""
+        size = len(self.buf)
+        n = min(n, size, self.pos)
+        end = self.pos % size
+        start = end - n
+        if start >= 0:
+            return self.buf[start:end].copy()
+        return np.concatenate((self.buf[start:], self.buf[:end]))
 
 
 @dataclass
