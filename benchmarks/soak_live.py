@@ -7,7 +7,8 @@ blocks, output underflows (events and frames), input overflows, JACK xruns, comp
 garbage collections (full ones and the longest pause) and how far the adaptive buffer grew; then,
 for each underflow, what the timeline shows just before it (a gap between blocks, a collection, and
 whose the wait was: input that had been complete for WORKER_LATE_MS or more before the worker took
-it means the worker was late; otherwise the input itself came late, from the sound server).
+it means the worker was late; otherwise the input itself came late, from the sound server) and
+whether the JACK server reported an xrun (missed cycles of its own) right then.
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
@@ -158,6 +159,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     x = (x / max(1e-6, float(np.abs(x).max())) * 0.5).astype(np.float32)
     pos = [0]
     xruns = [0]
+    xrun_at_s: list[float] = []  # time.monotonic(), the clock the timeline's at_s uses (system-wide)
     out_port = client.outports.register("speech")
     sink = client.inports.register("sink")
 
@@ -174,6 +176,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     @client.set_xrun_callback
     def xrun(delay_us):
         xruns[0] += 1
+        xrun_at_s.append(time.monotonic())
 
     try:
         with client:
@@ -193,6 +196,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
                 client.connect(out_port, p)
             client.connect(outs[0], sink)
             xruns[0] = 0
+            xrun_at_s.clear()
             proc.wait(timeout=seconds + 120)
     finally:
         client.close()
@@ -209,21 +213,24 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     t = dict(np.load(timeline)) if timeline.exists() else {}
     comp = t.get("compute_ms", np.zeros(1))
     wait = t.get("input_wait_ms", np.zeros(1))
+    t["xrun_at_s"] = np.array(xrun_at_s)
     causes = underflow_causes(t, s.get("block_ms", 10.0))
     # Underflows once the stream has settled: the first seconds include this script connecting its
     # ports (a JACK graph change) and the stream's own start.
-    settled = worker_late = 0
+    settled = worker_late = with_xrun = 0
     if "underflow_frames" in t and len(t["underflow_frames"]) > 1:
         after = t["at_s"] >= t["at_s"][0] + SETTLE_S
         rose = np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
         settled = len(rose)
         worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
+        with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "voice": voice, "front": front, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
         "blocks": s["blocks_processed"], "late_blocks": s["late_blocks"],
         "underflows": s["output_underflows"], "underflow_frames": s["output_underflow_frames"],
         "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
+        "after_settle_with_server_xrun": with_xrun,
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
@@ -249,6 +256,19 @@ def worker_wait_ms(t: dict, i: int) -> float:
     return float(np.max(wait[max(0, i - 3):i + 2]))
 
 
+XRUN_NEAR_S = 0.05  # how far from the blocks around an underflow a server xrun counts as its cause
+
+
+def server_xrun_near(t: dict, i: int) -> bool:
+    """Whether the JACK server reported an xrun between the block before the one after which the
+    underflow counter rose and the block that saw it: the server missed cycles right then."""
+    at, xrun_at = t["at_s"], t.get("xrun_at_s")
+    if xrun_at is None or len(xrun_at) == 0:
+        return False
+    lo, hi = at[max(0, i - 1)] - XRUN_NEAR_S, at[i + 1] + XRUN_NEAR_S
+    return bool(np.any((xrun_at >= lo) & (xrun_at <= hi)))
+
+
 def underflow_causes(t: dict, block_ms: float) -> list[str]:
     """For each block after which the underflow counter rose: the gap since the block before, any
     collection that ended in that gap, and whether input waited for the worker then."""
@@ -265,6 +285,7 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         waited = worker_wait_ms(t, i)
         whose = (f"the worker was late (input waited {waited:.1f} ms for it)" if waited >= WORKER_LATE_MS
                  else f"the input came late (the worker took it within {waited:.1f} ms)")
+        whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
         out.append(f"+{int(uf[i + 1] - uf[i])} frames at {at[i + 1] - at[0]:.0f} s: longest gap between blocks "
                    f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}; {whose}")
     return out
@@ -348,7 +369,8 @@ def main() -> None:
                 jackd.terminate()
                 jackd.wait(timeout=10)
     print()
-    print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late) "
+    print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late; "
+          "with a server xrun) "
           "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms | full GCs (max pause) "
           "| buffer ms (grown) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -358,7 +380,8 @@ def main() -> None:
         print(f"| `{r['voice']}`{front} | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
-              f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}) "
+              f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}; "
+              f"{r.get('after_settle_with_server_xrun', 0)}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
               f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "

@@ -1,0 +1,26 @@
+"""The soak benchmark's verdict on each underflow (benchmarks/soak_live.py), on a made-up timeline."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+from soak_live import underflow_causes  # noqa: E402
+
+
+def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_then():
+    at = 100.0 + 0.01 * np.arange(1000)  # a block every 10 ms
+    underflow = np.zeros(1000, np.int64)
+    underflow[301:] += 256  # seen by block 301: input came late, the server reported an xrun then
+    underflow[601:] += 256  # seen by block 601: the worker was late, the server was on time
+    wait = np.full(1000, 0.5)
+    wait[600] = 12.0
+    t = {"at_s": at, "underflow_frames": underflow, "input_wait_ms": wait,
+         "xrun_at_s": np.array([at[300] + 0.004, at[900]])}
+    first, second = underflow_causes(t, 10.0)
+    assert first.startswith("+256 frames at 3 s") and "the input came late" in first
+    assert "the JACK server reported an xrun then" in first
+    assert "the worker was late (input waited 12.0 ms for it)" in second and "no JACK xrun then" in second
