@@ -450,6 +450,14 @@ class Worker:
             self.priority = dataclasses.replace(self.priority, detail=self.priority.detail + note)
 
 
+FADE_FRAMES = 128  # the longest fade of a skip or gap the guard makes (2.7 ms at 48 kHz)
+
+
+def _fade_in(frames: int) -> np.ndarray:
+    """A linear ramp from near 0 to near 1 over ``frames`` samples (reversed: a fade-out)."""
+    return (np.arange(frames, dtype=np.float32) + 0.5) / frames
+
+
 @dataclass
 class LatencyGuard:
     """Keeps one output ring's latency at its budget (see :meth:`write`), and with an adaptive
@@ -507,8 +515,8 @@ class LatencyGuard:
     def _write_with_gap(self, ring, out: np.ndarray) -> None:
         """``out`` with ``gap_frames`` of silence after its first few samples, faded out into it and
         in after it (no click; nothing of ``out`` is lost)."""
-        fade = min(128, len(out) // 2)
-        ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        fade = min(FADE_FRAMES, len(out) // 2)
+        ramp = _fade_in(fade)
         head = out[:fade] * ramp[::-1]
         tail = out[fade:].copy()
         tail[:fade] *= ramp
@@ -545,13 +553,13 @@ class LatencyGuard:
         self.lowest_frames, self.writes = float("inf"), 0
         owed = (ring.underflow_frames - self.underflow_frames_base) - (dropped_in - self.dropped_frames_base)
         excess = max(min(owed, lowest - GUARD_TOLERANCE_FRAMES), lowest - margin - GUARD_TOLERANCE_FRAMES)
-        fade = min(128, max(excess, 0), len(out) // 2)
+        fade = min(FADE_FRAMES, max(excess, 0), len(out) // 2)
         skip = min(excess, len(out) - fade)
         if excess <= GUARD_TOLERANCE_FRAMES or skip <= 0 or fade <= 0:
             ring.write(out)
             return False
         kept = out[skip:].copy()
-        ramp = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+        ramp = _fade_in(fade)
         kept[:fade] = out[:fade] * (1.0 - ramp) + kept[:fade] * ramp
         self.underflow_frames_base += max(0, min(owed, skip))
         self.skipped_frames += skip
