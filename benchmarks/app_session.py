@@ -31,6 +31,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--stats-json", required=True)
     ap.add_argument("--timeline", required=True)
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a voice setting, as `autovoice live --param` takes it (repeatable)")
     a = ap.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     sys.path.insert(0, str(ROOT))
@@ -42,11 +44,12 @@ def main() -> int:
     from autovoice_desktop.controller import EngineController
     from autovoice_desktop.main_window import MainWindow
     from engine.api import Engine
+    from engine.cli import voice_params_from_args
 
     app = QApplication([sys.argv[0]])
     apply_style(app)
     engine = Engine(load_default_voice=False)
-    engine.load_voice(a.voice).result()
+    engine.load_voice(a.voice, voice_params_from_args(a)).result()  # as if set in the window, and kept
     engine.set_audio(input_device=a.input, output_device=a.output)  # as picking them in the window does
     controller = EngineController(engine)
     window = MainWindow(controller)

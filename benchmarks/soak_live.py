@@ -142,7 +142,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     session = ["--voice", run_voice, "--input", "system", "--output", "system", "--seconds", str(seconds),
                "--stats-json", str(stats), "--timeline", str(timeline)]
     if front == "app":  # the desktop app's window on the same voice and devices (see app_session.py)
-        cmd = [sys.executable, str(ROOT / "benchmarks" / "app_session.py"), *session]
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "app_session.py"), *session, *voice_args]
     else:
         cmd = [sys.executable, "-m", "autovoice", "live", *session, *voice_args, "--gate", "-100", *extra]
     busy = hog() if with_hog else None

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _voice_params(args: argparse.Namespace) -> dict[str, Any]:
+def voice_params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The voice settings given on the command line, by the names users type (the voice's specs
     resolve aliases such as ``transpose``)."""
     params: dict[str, Any] = {}
@@ -255,7 +255,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             b.update(int(frac * 100) - b.n)
 
         cancel = threading.Event()
-        fut = engine.convert_files(inputs, out, voice=args.voice, params=_voice_params(args), progress=progress,
+        fut = engine.convert_files(inputs, out, voice=args.voice, params=voice_params_from_args(args), progress=progress,
                                    cancel=cancel, chain=_chain_changes(args))
         try:
             results = fut.result()
@@ -383,7 +383,7 @@ def _cmd_song(args: argparse.Namespace) -> int:
 
         cancel = threading.Event()
         fut = engine.convert_songs([Path(p) for p in args.inputs], Path(args.output), voice=name,
-                                   params=_voice_params(argparse.Namespace(param=args.param)), options=options,
+                                   params=voice_params_from_args(argparse.Namespace(param=args.param)), options=options,
                                    progress=progress, cancel=cancel, on_result=on_result)
         try:
             results = fut.result()
@@ -423,7 +423,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     engine = _make_engine(autosave=True)
     if args.device:
         engine.set_compute_device(args.device)
-    engine.load_voice(args.voice or engine.settings.voice, _voice_params(args)).result()
+    engine.load_voice(args.voice or engine.settings.voice, voice_params_from_args(args)).result()
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
