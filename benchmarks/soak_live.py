@@ -8,7 +8,9 @@ garbage collections (full ones and the longest pause) and how far the adaptive b
 for each underflow, what the timeline shows just before it (a gap between blocks, a collection, and
 whose the wait was: input that had been complete for WORKER_LATE_MS or more before the worker took
 it means the worker was late; otherwise the input itself came late, from the sound server) and
-whether the JACK server reported an xrun (missed cycles of its own) right then.
+whether the JACK server reported an xrun right then, and whether the server's own cycles paused
+(this client notes when each cycle reached it: a gap of SERVER_PAUSE_PERIODS periods or more means
+the server itself fell behind, whatever AutoVoice did).
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
@@ -162,9 +164,17 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     xrun_at_s: list[float] = []  # time.monotonic(), the clock the timeline's at_s uses (system-wide)
     out_port = client.outports.register("speech")
     sink = client.inports.register("sink")
+    # When each of the server's cycles reached this client: a server that falls behind shows as a
+    # pause here, whatever AutoVoice did (this client runs first in the graph and holds no lock of it).
+    cycle_at_s = np.zeros(int((seconds + 180.0) * sr / client.blocksize) + 1024)
+    cycles = [0]
 
     @client.set_process_callback
     def process(frames):
+        n = cycles[0]
+        if n < len(cycle_at_s):
+            cycle_at_s[n] = time.monotonic()
+            cycles[0] = n + 1
         p = pos[0]
         buf = out_port.get_array()
         first = min(frames, len(x) - p)
@@ -214,23 +224,26 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     comp = t.get("compute_ms", np.zeros(1))
     wait = t.get("input_wait_ms", np.zeros(1))
     t["xrun_at_s"] = np.array(xrun_at_s)
+    t["server_cycle_at_s"] = cycle_at_s[:cycles[0]]
+    t["server_period_ms"] = 1000.0 * client.blocksize / sr
     causes = underflow_causes(t, s.get("block_ms", 10.0))
     # Underflows once the stream has settled: the first seconds include this script connecting its
     # ports (a JACK graph change) and the stream's own start.
-    settled = worker_late = with_xrun = 0
+    settled = worker_late = with_xrun = server_paused = 0
     if "underflow_frames" in t and len(t["underflow_frames"]) > 1:
         after = t["at_s"] >= t["at_s"][0] + SETTLE_S
         rose = np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
         settled = len(rose)
         worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
         with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
+        server_paused = sum(1 for i in rose if server_pause_ms(t, i) >= SERVER_PAUSE_PERIODS * t["server_period_ms"])
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "voice": voice, "front": front, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
         "blocks": s["blocks_processed"], "late_blocks": s["late_blocks"],
         "underflows": s["output_underflows"], "underflow_frames": s["output_underflow_frames"],
         "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
-        "after_settle_with_server_xrun": with_xrun,
+        "after_settle_with_server_xrun": with_xrun, "after_settle_server_paused": server_paused,
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
@@ -269,6 +282,21 @@ def server_xrun_near(t: dict, i: int) -> bool:
     return bool(np.any((xrun_at >= lo) & (xrun_at <= hi)))
 
 
+SERVER_PAUSE_PERIODS = 2.0  # a gap between the server's cycles this many periods long: the server fell behind
+
+
+def server_pause_ms(t: dict, i: int) -> float:
+    """The longest gap between the server's cycles (as the feeder client saw them) from the block
+    before the one after which the underflow counter rose to the block that saw it; 0 without them."""
+    at, cycle_at = t["at_s"], t.get("server_cycle_at_s")
+    if cycle_at is None or len(cycle_at) < 2:
+        return 0.0
+    lo = int(np.searchsorted(cycle_at, at[max(0, i - 1)] - XRUN_NEAR_S)) - 1
+    hi = int(np.searchsorted(cycle_at, at[i + 1])) + 1
+    around = cycle_at[max(0, lo):hi]
+    return 1000.0 * float(np.max(np.diff(around))) if len(around) > 1 else 0.0
+
+
 def underflow_causes(t: dict, block_ms: float) -> list[str]:
     """For each block after which the underflow counter rose: the gap since the block before, any
     collection that ended in that gap, and whether input waited for the worker then."""
@@ -286,6 +314,11 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         whose = (f"the worker was late (input waited {waited:.1f} ms for it)" if waited >= WORKER_LATE_MS
                  else f"the input came late (the worker took it within {waited:.1f} ms)")
         whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
+        if "server_cycle_at_s" in t:
+            pause = server_pause_ms(t, i)
+            period = t["server_period_ms"]
+            whose += (f"; the server's cycles paused {pause:.0f} ms (period {period:.1f} ms)"
+                      if pause >= SERVER_PAUSE_PERIODS * period else f"; the server's cycles were regular (longest gap {pause:.1f} ms)")
         out.append(f"+{int(uf[i + 1] - uf[i])} frames at {at[i + 1] - at[0]:.0f} s: longest gap between blocks "
                    f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}; {whose}")
     return out
@@ -370,7 +403,7 @@ def main() -> None:
                 jackd.wait(timeout=10)
     print()
     print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late; "
-          "with a server xrun) "
+          "server paused; with a server xrun) "
           "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms | full GCs (max pause) "
           "| buffer ms (grown) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -381,7 +414,7 @@ def main() -> None:
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
               f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}; "
-              f"{r.get('after_settle_with_server_xrun', 0)}) "
+              f"{r.get('after_settle_server_paused', 0)}; {r.get('after_settle_with_server_xrun', 0)}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
               f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
