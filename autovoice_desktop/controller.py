@@ -492,7 +492,7 @@ class EngineController(QObject):
             if not self._scope_cleared:
                 empty = np.zeros(0, np.float32)
                 blank = np.full(int(round(SCOPE_SECONDS / PITCH_HOP_S)), np.nan)
-                self.scopeUpdated.emit(ScopeFrame(empty, empty, 48000, -120.0, -120.0, blank, blank.copy()))
+                self.scopeUpdated.emit(ScopeFrame(empty, empty, 48000, *self.engine.levels_db(), blank, blank.copy()))
                 self._scope_cleared = True
             return
         self._scope_cleared = False

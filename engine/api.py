@@ -657,10 +657,7 @@ class Engine:
     def levels_db(self) -> tuple[float, float]:
         """(input, output) peak level of the last live block in dBFS, -120 when not streaming: what a
         meter needs 30 times a second, without assembling a whole snapshot."""
-        w = self.worker
-        if w.chain is None:
-            return -120.0, -120.0
-        return w.input_level_db, w.output_level_db
+        return self.worker.levels_db()
 
     def accelerator(self) -> dict[str, Any]:
         return dict(self._accel)

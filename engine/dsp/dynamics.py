@@ -11,7 +11,10 @@ def db_to_gain(db: float) -> float:
     return float(10.0 ** (db / 20.0))
 
 
-def level_db(x: np.ndarray, floor_db: float = -120.0) -> float:
+SILENCE_DB = -120.0  # the level reported for silence (and for no signal at all)
+
+
+def level_db(x: np.ndarray, floor_db: float = SILENCE_DB) -> float:
     """RMS level in dBFS."""
     if len(x) == 0:
         return floor_db
@@ -19,7 +22,7 @@ def level_db(x: np.ndarray, floor_db: float = -120.0) -> float:
     return max(floor_db, 20.0 * np.log10(rms + 1e-12))
 
 
-def peak_db(x: np.ndarray, floor_db: float = -120.0) -> float:
+def peak_db(x: np.ndarray, floor_db: float = SILENCE_DB) -> float:
     if len(x) == 0:
         return floor_db
     return max(floor_db, 20.0 * np.log10(float(np.max(np.abs(x))) + 1e-12))

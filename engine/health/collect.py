@@ -71,6 +71,7 @@ def collect(
         own = getattr(voice, "suggestion", None)
         suggestion = (own(p99, block_ms) if callable(own) else None) or suggestion_for(p99, block_ms)
     counters = stream.counters if stream else None
+    level_in_db, level_out_db = w.levels_db()
     return HealthSnapshot(
         time=time.time(),
         uptime_s=now - started_at,
@@ -99,8 +100,8 @@ def collect(
         compute_ms_mean=mean,
         compute_ms_p99=p99,
         compute_load=load,
-        input_level_db=w.input_level_db if chain else -120.0,
-        output_level_db=w.output_level_db if chain else -120.0,
+        input_level_db=level_in_db,
+        output_level_db=level_out_db,
         blocks_processed=w.blocks_processed,
         late_blocks=w.late_blocks,
         input_overflows=stream.in_ring.dropped_frames if stream else 0,

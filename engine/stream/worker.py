@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from engine.dsp.dynamics import peak_db
+from engine.dsp.dynamics import SILENCE_DB, peak_db
 from engine.stream.hops import HopBridge
 from engine.pipeline import Pipeline, PipelineState
 from engine.stream.priority import (
@@ -222,9 +222,15 @@ class Worker:
         self.blocks_processed = 0
         self.late_blocks = 0
         self.latency_corrections = 0
-        self.input_level_db = -120.0
-        self.output_level_db = -120.0
+        self.input_level_db = SILENCE_DB
+        self.output_level_db = SILENCE_DB
         self.compute_ms.clear()
+
+    def levels_db(self) -> tuple[float, float]:
+        """(input, output) peak level of the last live block in dBFS; silence when not streaming."""
+        if self.chain is None:
+            return SILENCE_DB, SILENCE_DB
+        return self.input_level_db, self.output_level_db
 
     def call(self, fn: Callable[["Worker"], Any], timeout_s: float = 5.0) -> Any:
         """Run ``fn(worker)`` on the worker thread between hops and return its result."""
