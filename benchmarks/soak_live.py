@@ -10,7 +10,8 @@ whose the wait was: input that had been complete for WORKER_LATE_MS or more befo
 it means the worker was late; otherwise the input itself came late, from the sound server) and
 whether the JACK server reported an xrun right then, and whether the server's own cycles paused
 (this client notes when each cycle reached it: a gap of SERVER_PAUSE_PERIODS periods or more means
-the server itself fell behind, whatever AutoVoice did).
+the server itself fell behind, whatever AutoVoice did), and whether the hypervisor took CPU time
+from the machine then (``steal`` in /proc/stat: a virtual machine whose vCPUs stall is not quiet).
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
@@ -43,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -117,6 +119,43 @@ def install_rvc(env: dict, data: Path) -> str:
     return "soakvoice"
 
 
+class StealWatch:
+    """Notes when the hypervisor took CPU time from this (virtual) machine: each rise of a CPU's
+    ``steal`` in /proc/stat, sampled every ``every_s``, as (time.monotonic(), milliseconds). A
+    machine whose vCPUs stall is not quiet, whatever runs on it; on bare metal this stays empty."""
+
+    def __init__(self, every_s: float = 0.02):
+        self.every_s, self.at_s, self.ms = every_s, [], []
+        self._stop = threading.Event()
+        self._tick_ms = 1000.0 / os.sysconf("SC_CLK_TCK")
+        self._thread = threading.Thread(target=self._run, name="steal-watch", daemon=True)
+
+    @staticmethod
+    def _steal() -> list[int]:
+        with open("/proc/stat") as f:
+            return [int(line.split()[8]) for line in f if line.startswith("cpu") and line[3] != " "]
+
+    def _run(self) -> None:
+        last = self._steal()
+        while not self._stop.wait(self.every_s):
+            now = self._steal()
+            taken = sum(max(0, b - a) for a, b in zip(last, now))
+            if taken:
+                self.at_s.append(time.monotonic())
+                self.ms.append(taken * self._tick_ms)
+            last = now
+
+    def __enter__(self) -> "StealWatch":
+        if os.path.exists("/proc/stat"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=1.0)
+
+
 def hog() -> subprocess.Popen:
     """One busy core: a process that never sleeps."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -166,7 +205,8 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     sink = client.inports.register("sink")
     # When each of the server's cycles reached this client: a server that falls behind shows as a
     # pause here, whatever AutoVoice did (this client runs first in the graph and holds no lock of it).
-    cycle_at_s = np.zeros(int((seconds + 180.0) * sr / client.blocksize) + 1024)
+    period_frames = client.blocksize
+    cycle_at_s = np.zeros(int((seconds + 180.0) * sr / period_frames) + 1024)
     cycles = [0]
 
     @client.set_process_callback
@@ -188,8 +228,9 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         xruns[0] += 1
         xrun_at_s.append(time.monotonic())
 
+    steal = StealWatch()
     try:
-        with client:
+        with client, steal:
             deadline = time.monotonic() + 30
             ins = outs = []
             while time.monotonic() < deadline and not (ins and outs):
@@ -207,6 +248,8 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
             client.connect(outs[0], sink)
             xruns[0] = 0
             xrun_at_s.clear()
+            steal.at_s.clear()
+            steal.ms.clear()
             proc.wait(timeout=seconds + 120)
     finally:
         client.close()
@@ -225,11 +268,12 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     wait = t.get("input_wait_ms", np.zeros(1))
     t["xrun_at_s"] = np.array(xrun_at_s)
     t["server_cycle_at_s"] = cycle_at_s[:cycles[0]]
-    t["server_period_ms"] = 1000.0 * client.blocksize / sr
+    t["server_period_ms"] = 1000.0 * period_frames / sr
+    t["steal_at_s"], t["steal_ms"] = np.array(steal.at_s), np.array(steal.ms)
     causes = underflow_causes(t, s.get("block_ms", 10.0))
     # Underflows once the stream has settled: the first seconds include this script connecting its
     # ports (a JACK graph change) and the stream's own start.
-    settled = worker_late = with_xrun = server_paused = 0
+    settled = worker_late = with_xrun = server_paused = with_steal = 0
     if "underflow_frames" in t and len(t["underflow_frames"]) > 1:
         after = t["at_s"] >= t["at_s"][0] + SETTLE_S
         rose = np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
@@ -237,6 +281,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
         with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
         server_paused = sum(1 for i in rose if server_pause_ms(t, i) >= SERVER_PAUSE_PERIODS * t["server_period_ms"])
+        with_steal = sum(1 for i in rose if steal_near_ms(t, i) > 0)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "voice": voice, "front": front, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
@@ -244,6 +289,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "underflows": s["output_underflows"], "underflow_frames": s["output_underflow_frames"],
         "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
         "after_settle_with_server_xrun": with_xrun, "after_settle_server_paused": server_paused,
+        "after_settle_with_steal": with_steal, "steal_ms_total": float(np.sum(t["steal_ms"])),
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
@@ -297,6 +343,18 @@ def server_pause_ms(t: dict, i: int) -> float:
     return 1000.0 * float(np.max(np.diff(around))) if len(around) > 1 else 0.0
 
 
+STEAL_NEAR_S = 0.1  # steal is sampled every 20 ms and counted in ticks: a wider window than for xruns
+
+
+def steal_near_ms(t: dict, i: int) -> float:
+    """CPU time the hypervisor took from the machine around the blocks of underflow ``i`` (ms)."""
+    at, steal_at = t["at_s"], t.get("steal_at_s")
+    if steal_at is None or len(steal_at) == 0:
+        return 0.0
+    near = (steal_at >= at[max(0, i - 1)] - STEAL_NEAR_S) & (steal_at <= at[i + 1] + STEAL_NEAR_S)
+    return float(np.sum(t["steal_ms"][near]))
+
+
 def underflow_causes(t: dict, block_ms: float) -> list[str]:
     """For each block after which the underflow counter rose: the gap since the block before, any
     collection that ended in that gap, and whether input waited for the worker then."""
@@ -319,6 +377,9 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
             period = t["server_period_ms"]
             whose += (f"; the server's cycles paused {pause:.0f} ms (period {period:.1f} ms)"
                       if pause >= SERVER_PAUSE_PERIODS * period else f"; the server's cycles were regular (longest gap {pause:.1f} ms)")
+        stolen = steal_near_ms(t, i)
+        if stolen:
+            whose += f"; the hypervisor took {stolen:.0f} ms of CPU from this machine then"
         out.append(f"+{int(uf[i + 1] - uf[i])} frames at {at[i + 1] - at[0]:.0f} s: longest gap between blocks "
                    f"{gap_ms:.0f} ms (block {block_ms:.0f} ms), {gc_text}; {whose}")
     return out
@@ -403,7 +464,7 @@ def main() -> None:
                 jackd.wait(timeout=10)
     print()
     print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late; "
-          "server paused; with a server xrun) "
+          "server paused; with a server xrun; with CPU steal) "
           "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms | full GCs (max pause) "
           "| buffer ms (grown) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -414,7 +475,8 @@ def main() -> None:
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
               f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}; "
-              f"{r.get('after_settle_server_paused', 0)}; {r.get('after_settle_with_server_xrun', 0)}) "
+              f"{r.get('after_settle_server_paused', 0)}; {r.get('after_settle_with_server_xrun', 0)}; "
+              f"{r.get('after_settle_with_steal', 0)}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
               f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
