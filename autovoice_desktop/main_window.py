@@ -23,7 +23,7 @@ from autovoice_desktop.import_dialog import ImportVoiceDialog, pick_model
 from autovoice_desktop.widgets.live_view import LiveView
 from autovoice_desktop.widgets.panels import PerformancePanel, StatusPanel
 from autovoice_desktop.widgets.param_control import NumberControl, make_control, make_label
-from engine.api import CHAIN_SPECS
+from engine.api import ADAPTIVE_BUFFER_SUMMARY, CHAIN_SPECS
 from engine.errors import DeviceError
 
 DEFAULT_SPEC = "default"  # the engine resolves "default" to the system default device
@@ -303,8 +303,7 @@ class MainWindow(QMainWindow):
             return c
 
         self.adaptive_check = check("adaptive_buffer", "Grow the buffer after a dropout",
-                                    "After an underflow, keep its gap as extra safety margin (at most 40 ms), "
-                                    "shown under Performance; it shrinks back after 30 s without one. "
+                                    f"On: {ADAPTIVE_BUFFER_SUMMARY}, shown under Performance. "
                                     "Off: a fixed latency.")
         self.priority_check = check("realtime_priority", "Real-time priority for the conversion",
                                     "While streaming, the conversion thread asks the OS for real-time priority "

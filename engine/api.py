@@ -64,7 +64,7 @@ from engine.stream.gc_policy import STREAMING_GC
 from engine.stream.pitch_view import PITCH_HOP_S, VIEW_SECONDS, PitchView
 from engine.stream.realtime import RealtimeStream, margin_for_compute
 from engine.stream.session import StreamSession
-from engine.stream.worker import BlockTimeline, LiveChain, Worker
+from engine.stream.worker import ADAPTIVE_BUFFER_SUMMARY, BlockTimeline, LiveChain, Worker
 from engine.voices import install as _install
 from engine.voices.base import Voice, VoiceInfo
 from engine.voices.cache import VoiceCache
@@ -72,6 +72,7 @@ from engine.voices.registry import check_voice_name, get_info, load_voice
 from engine.voices.registry import list_voices as _list_voices
 
 __all__ = [
+    "ADAPTIVE_BUFFER_SUMMARY",
     "AudioProbe", "DecodedAudio", "decode_audio", "probe_audio", "StreamSession", "list_gpus",
     "JOB_STATES", "JobError", "JobLimits", "JobManager", "SONG_STAGES", "SongOptions", "SongResult", "StageProgress",
     "CHAIN_SPECS", "DEFAULT_VOICE", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "PITCH_HOP_S", "READ_EXTENSIONS",

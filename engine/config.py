@@ -37,9 +37,9 @@ class AudioConfig:
     crossfade_ms: float = 5.0  # crossfade used when settings or voices change mid-stream
     prefill_ms: float = 10.0
     device_latency: str = "low"  # passed to PortAudio: "low" or "high"
-    # After an underflow keep its silence as extra margin (at most 40 ms, or a fifth of a neural
-    # voice's block; it shrinks back after 30 s without one), shown in the readout; False: a fixed
-    # latency, every gap trimmed back at once.
+    # After an underflow keep its silence as extra margin (engine/stream/worker.py: ADAPTIVE_*, told
+    # in ADAPTIVE_BUFFER_SUMMARY), shown in the readout; False: a fixed latency, every gap trimmed
+    # back at once.
     adaptive_buffer: bool = True
     # While streaming, run the conversion thread at real-time priority where the OS allows it (else
     # a raised nice value); see engine/stream/priority.py. False: normal priority.

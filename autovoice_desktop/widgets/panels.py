@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QGridLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
+from engine.api import ADAPTIVE_BUFFER_SUMMARY
 from engine.health.snapshot import HealthSnapshot, is_live, is_ready
 
 OK, WARN, BAD, IDLE = "ok", "warn", "bad", "idle"
@@ -159,7 +160,7 @@ class PerformancePanel(QWidget):
 
         field("algorithmic", "Algorithmic latency", "Block + the voice's look-ahead + resampler delays.")
         field("buffer", "Buffer latency", "Output pre-fill: the safety margin against compute jitter. With the "
-              "adaptive buffer it grows by what an underflow's gap added and shrinks back after 30 s without one.")
+              f"adaptive buffer, {ADAPTIVE_BUFFER_SUMMARY}.")
         field("device", "Device latency", "What the audio driver reports for input + output.")
         field("total", "Total latency", "Mouth to speaker (or to the virtual cable).")
         field("priority", "Worker priority", "How the OS schedules the conversion thread while it streams: "

@@ -56,12 +56,18 @@ HISTORY_SECONDS = 4.0
 # instead of being trimmed away, up to ADAPTIVE_MAX_MS, or ADAPTIVE_MAX_BURST_SHARE of the voice's
 # burst when that is more (a neural voice's block takes hundreds of ms, and its lateness scales with
 # it: an RVC soak on this CPU saw 4-25 ms); after ADAPTIVE_QUIET_S without one, the margin shrinks
-# back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set.
+# back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set. Slowly, as a
+# jitter buffer does: the stalls that underflow come back minutes apart (an hour of `higher` here had
+# them 1-20 min apart, 2-9 ms short each), so a margin given back after 30 s was gone before the next.
 ADAPTIVE_MAX_MS = 40.0
 ADAPTIVE_MAX_BURST_SHARE = 0.2
-ADAPTIVE_QUIET_S = 30.0
+ADAPTIVE_QUIET_S = 300.0
 ADAPTIVE_SHRINK_MS = 1.0
-ADAPTIVE_SHRINK_EVERY_S = 5.0
+ADAPTIVE_SHRINK_EVERY_S = 10.0
+# What the adaptive buffer does, in the words the app's controls use.
+ADAPTIVE_BUFFER_SUMMARY = (f"after an underflow its gap is kept as extra safety margin (at most {ADAPTIVE_MAX_MS:.0f} ms, "
+                           f"or a fifth of a neural voice's block) and given back after "
+                           f"{ADAPTIVE_QUIET_S / 60:g} minutes without one")
 # A voice that delivers bursts (a neural voice's 250-500 ms block) has its margin set from a warm-up
 # on noise when it loads, which can be far off what live speech costs on a loaded machine (measured:
 # 175 ms warm-up against 293 ms live; 1.2 s against 392 ms with a busy core during the warm-up).
