@@ -58,7 +58,8 @@ HISTORY_SECONDS = 4.0
 # it: an RVC soak on this CPU saw 4-25 ms); after ADAPTIVE_QUIET_S without one, the margin shrinks
 # back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set. Slowly, as a
 # jitter buffer does: the stalls that underflow come back minutes apart (an hour of `higher` here had
-# them 1-20 min apart, 2-9 ms short each), so a margin given back after 30 s was gone before the next.
+# them seconds to 19 min apart, 1-9 ms short each), so a margin given back after 30 s was gone before
+# the next; paired by time, keeping it 5 minutes halved the underflows (README, soak runs).
 ADAPTIVE_MAX_MS = 40.0
 ADAPTIVE_MAX_BURST_SHARE = 0.2
 ADAPTIVE_QUIET_S = 300.0
