@@ -318,13 +318,19 @@ def worker_wait_ms(t: dict, i: int) -> float:
 XRUN_NEAR_S = 0.05  # how far from the blocks around an underflow a server xrun counts as its cause
 
 
+def around_underflow(t: dict, i: int, before_s: float, after_s: float) -> tuple[float, float]:
+    """The time span of underflow ``i`` (the counter rose after block ``i``): from the block before
+    it, less ``before_s``, to the block that saw it, plus ``after_s``."""
+    at = t["at_s"]
+    return at[max(0, i - 1)] - before_s, at[i + 1] + after_s
+
+
 def server_xrun_near(t: dict, i: int) -> bool:
-    """Whether the JACK server reported an xrun between the block before the one after which the
-    underflow counter rose and the block that saw it: the server missed cycles right then."""
-    at, xrun_at = t["at_s"], t.get("xrun_at_s")
+    """Whether the JACK server reported an xrun around underflow ``i``: it missed cycles right then."""
+    xrun_at = t.get("xrun_at_s")
     if xrun_at is None or len(xrun_at) == 0:
         return False
-    lo, hi = at[max(0, i - 1)] - XRUN_NEAR_S, at[i + 1] + XRUN_NEAR_S
+    lo, hi = around_underflow(t, i, XRUN_NEAR_S, XRUN_NEAR_S)
     return bool(np.any((xrun_at >= lo) & (xrun_at <= hi)))
 
 
@@ -332,13 +338,14 @@ SERVER_PAUSE_PERIODS = 2.0  # a gap between the server's cycles this many period
 
 
 def server_pause_ms(t: dict, i: int) -> float:
-    """The longest gap between the server's cycles (as the feeder client saw them) from the block
-    before the one after which the underflow counter rose to the block that saw it; 0 without them."""
-    at, cycle_at = t["at_s"], t.get("server_cycle_at_s")
+    """The longest gap between the server's cycles (as the feeder client saw them) around underflow
+    ``i``, the cycles just outside it included; 0 without them."""
+    cycle_at = t.get("server_cycle_at_s")
     if cycle_at is None or len(cycle_at) < 2:
         return 0.0
-    lo = int(np.searchsorted(cycle_at, at[max(0, i - 1)] - XRUN_NEAR_S)) - 1
-    hi = int(np.searchsorted(cycle_at, at[i + 1])) + 1
+    lo_s, hi_s = around_underflow(t, i, XRUN_NEAR_S, 0.0)
+    lo = int(np.searchsorted(cycle_at, lo_s)) - 1
+    hi = int(np.searchsorted(cycle_at, hi_s)) + 1
     around = cycle_at[max(0, lo):hi]
     return 1000.0 * float(np.max(np.diff(around))) if len(around) > 1 else 0.0
 
@@ -347,11 +354,12 @@ STEAL_NEAR_S = 0.1  # steal is sampled every 20 ms and counted in ticks: a wider
 
 
 def steal_near_ms(t: dict, i: int) -> float:
-    """CPU time the hypervisor took from the machine around the blocks of underflow ``i`` (ms)."""
-    at, steal_at = t["at_s"], t.get("steal_at_s")
+    """CPU time the hypervisor took from the machine around underflow ``i`` (ms)."""
+    steal_at = t.get("steal_at_s")
     if steal_at is None or len(steal_at) == 0:
         return 0.0
-    near = (steal_at >= at[max(0, i - 1)] - STEAL_NEAR_S) & (steal_at <= at[i + 1] + STEAL_NEAR_S)
+    lo, hi = around_underflow(t, i, STEAL_NEAR_S, STEAL_NEAR_S)
+    near = (steal_at >= lo) & (steal_at <= hi)
     return float(np.sum(t["steal_ms"][near]))
 
 
