@@ -377,8 +377,9 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
         waited = worker_wait_ms(t, i)
-        whose = (f"the worker was late (input waited {waited:.1f} ms for it)" if waited >= WORKER_LATE_MS
-                 else f"the input came late (the worker took it within {waited:.1f} ms)")
+        queued = float(np.max(t["run_queue_ms"][max(0, i - 3):i + 2])) if "run_queue_ms" in t else 0.0
+        whose = (f"the worker was late (input waited {waited:.1f} ms for it; it waited {queued:.1f} ms for a CPU)"
+                 if waited >= WORKER_LATE_MS else f"the input came late (the worker took it within {waited:.1f} ms)")
         whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
         if "server_cycle_at_s" in t:
             pause = server_pause_ms(t, i)

@@ -281,3 +281,36 @@ def test_the_soaks_baseline_leaves_the_callback_thread_as_the_sound_library_runs
         assert "audio callbacks" not in (detail or "")
     finally:
         engine.close()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="Linux schedstat only")
+def test_run_queue_wait_counts_time_runnable_without_a_cpu():
+    """A thread sharing its one CPU with a busy process waits for it, and the clock shows that."""
+    import subprocess
+
+    from engine.stream.priority import RunQueueWait
+
+    cpu = min(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 3\nwhile time.time() < end: pass"],
+                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    waited = []
+
+    def spin():
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        clock = RunQueueWait()
+        before = clock.total_ms()
+        end = time.thread_time() + 0.2  # 200 ms of CPU
+        while time.thread_time() < end:
+            pass
+        waited.append(clock.total_ms() - before)
+        clock.close()
+
+    try:
+        time.sleep(0.3)  # the busy process is running
+        t = threading.Thread(target=spin)
+        t.start()
+        t.join()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert waited[0] >= 50.0  # about as long as it ran: the CPU was the other's the rest of the time

@@ -186,3 +186,32 @@ def release_current_thread(held: Priority) -> None:
     except OSError:
         pass  # the thread then keeps what it has: nothing else runs on it while no stream does
 
+
+
+class RunQueueWait:
+    """How long the thread that calls :meth:`total_ms` has waited, runnable, for a CPU (Linux
+    schedstat: time on a run queue, not asleep). A thread late with little of it was blocked (a
+    lock, the interpreter's) rather than off its core. 0 where the kernel does not say."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._tried = False
+
+    def total_ms(self) -> float:
+        if self._fd is None:
+            if self._tried:
+                return 0.0
+            self._tried = True
+            try:
+                self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # this thread's, from now on
+            except OSError:
+                return 0.0
+        try:
+            return int(os.pread(self._fd, 64, 0).split()[1]) / 1e6
+        except (OSError, ValueError, IndexError):
+            return 0.0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -36,6 +36,7 @@ from engine.stream.priority import (
     CALLBACK_PRIORITY,
     DEMOTE_AFTER_LATE,
     Priority,
+    RunQueueWait,
     cpu_bound,
     demote_current_thread,
     lower_callback_thread,
@@ -218,6 +219,8 @@ class Worker:
         self.failure: str | None = None  # set when a device vanished; read by the engine
         self.raised_callbacks: list[int] = []  # callback threads given priority (see _raise_callbacks)
         self.timeline: BlockTimeline | None = None  # per-block record, when asked for (diagnosis, soak runs)
+        self._run_queue = RunQueueWait()  # the worker thread's, read only for the timeline
+        self._run_queue_ms = -1.0  # the total at the block before (-1: none yet)
         self.on_failure: Callable[[str, RealtimeStream | None], None] | None = None
         self.priority: Priority | None = None  # held while a stream runs (engine/stream/priority.py)
         self._late_in_a_row = 0
@@ -299,6 +302,7 @@ class Worker:
                     self._fail(f"The voice failed while converting ({exc}); the stream was stopped.")
             else:
                 time.sleep(0.0005)
+        self._run_queue.close()
 
     def attach(self, chain: LiveChain) -> None:
         """Start converting `chain` (on the worker thread, between hops: through call())."""
@@ -403,7 +407,10 @@ class Worker:
         else:
             self._late_in_a_row = 0
         if self.timeline is not None:
-            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waited_ms)
+            queued_ms = self._run_queue.total_ms()
+            since_ms = queued_ms - self._run_queue_ms if self._run_queue_ms >= 0.0 else 0.0
+            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waited_ms, since_ms)
+            self._run_queue_ms = queued_ms
         if chain.callbacks_to_raise:
             self._raise_callbacks(chain)
         if chain.blocks_to_sizing:
@@ -616,7 +623,9 @@ class BlockTimeline:
     work; ``out_level_frames``: what the output ring held just before the write (how close to an
     underflow the block came); ``underflow_frames``: the ring's underflow counter after it;
     ``input_wait_ms``: how long the block's input had been complete when the worker took it
-    (Worker._input_wait_ms: the worker's own lateness, apart from the sound server's).
+    (Worker._input_wait_ms: the worker's own lateness, apart from the sound server's);
+    ``run_queue_ms``: how long the worker thread waited, runnable, for a CPU since the block before
+    (a late worker with little of it was waiting for a lock, the interpreter's, not for a core).
     """
 
     def __init__(self, capacity: int):
@@ -625,15 +634,18 @@ class BlockTimeline:
         self.out_level_frames = np.zeros(capacity, dtype=np.int32)
         self.underflow_frames = np.zeros(capacity, dtype=np.int64)
         self.input_wait_ms = np.zeros(capacity, dtype=np.float32)
+        self.run_queue_ms = np.zeros(capacity, dtype=np.float32)
         self.count = 0
 
-    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, input_wait_ms: float = 0.0) -> None:
+    def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, input_wait_ms: float = 0.0,
+            run_queue_ms: float = 0.0) -> None:
         i = self.count % len(self.at_s)
         self.at_s[i] = at_s
         self.compute_ms[i] = compute_ms
         self.out_level_frames[i] = level
         self.underflow_frames[i] = underflow_frames
         self.input_wait_ms[i] = input_wait_ms
+        self.run_queue_ms[i] = run_queue_ms
         self.count += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -642,4 +654,4 @@ class BlockTimeline:
         order = (np.arange(n) + max(0, self.count - len(self.at_s))) % len(self.at_s)
         return {"at_s": self.at_s[order], "compute_ms": self.compute_ms[order],
                 "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order],
-                "input_wait_ms": self.input_wait_ms[order]}
+                "input_wait_ms": self.input_wait_ms[order], "run_queue_ms": self.run_queue_ms[order]}
