@@ -306,13 +306,18 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
 WORKER_LATE_MS = 3.0  # input complete this long before the worker took it: the worker was late
 
 
-def worker_wait_ms(t: dict, i: int) -> float:
-    """The longest the input of a block had waited for the worker, over the blocks leading to the
-    one after block ``i`` (0 for a timeline from before it was recorded)."""
-    wait = t.get("input_wait_ms")
-    if wait is None or len(wait) == 0:
+def most_before_underflow(t: dict, key: str, i: int) -> float:
+    """The largest of the per-block figure ``key`` over the blocks leading to the one after block
+    ``i`` (0 for a timeline recorded before that figure was)."""
+    values = t.get(key)
+    if values is None or len(values) == 0:
         return 0.0
-    return float(np.max(wait[max(0, i - 3):i + 2]))
+    return float(np.max(values[max(0, i - 3):i + 2]))
+
+
+def worker_wait_ms(t: dict, i: int) -> float:
+    """The longest the input of a block had waited for the worker, around underflow ``i``."""
+    return most_before_underflow(t, "input_wait_ms", i)
 
 
 XRUN_NEAR_S = 0.05  # how far from the blocks around an underflow a server xrun counts as its cause
@@ -377,7 +382,7 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
         waited = worker_wait_ms(t, i)
-        queued = float(np.max(t["run_queue_ms"][max(0, i - 3):i + 2])) if "run_queue_ms" in t else 0.0
+        queued = most_before_underflow(t, "run_queue_ms", i)
         whose = (f"the worker was late (input waited {waited:.1f} ms for it; it waited {queued:.1f} ms for a CPU)"
                  if waited >= WORKER_LATE_MS else f"the input came late (the worker took it within {waited:.1f} ms)")
         whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
