@@ -15,7 +15,8 @@ from the machine then (``steal`` in /proc/stat: a virtual machine whose vCPUs st
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
-threads left at the sound library's priority) unless --no-baseline is given. --hog keeps one core busy beside it.
+threads left at the sound library's priority; ``--baseline polling``: AUTOVOICE_INPUT_DUE=0, the
+worker polling for input every 0.5 ms instead of sleeping until it is due) unless --no-baseline is given. --hog keeps one core busy beside it.
 --rt-jack starts the JACK server real-time scheduled (as JACK and PipeWire run on desktops; the
 default is the unscheduled server issue 14 measured on). --parallel soaks all the voices at once,
 each on its own JACK server: a busier machine than one stream alone (each run is the others' load),
@@ -161,12 +162,13 @@ def hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-BASELINE_ENV = {"gc": "AUTOVOICE_STREAM_GC", "callbacks": "AUTOVOICE_CALLBACK_PRIORITY"}
+BASELINE_ENV = {"gc": "AUTOVOICE_STREAM_GC", "callbacks": "AUTOVOICE_CALLBACK_PRIORITY", "polling": "AUTOVOICE_INPUT_DUE"}
 
 
 def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], with_hog: bool, server: str | None = None,
-         rvc_preset: str = "small-cpu", front: str = "cli") -> dict:
-    """One run; ``baseline``: None (as users run it) or a key of BASELINE_ENV (that mechanism off)."""
+         rvc_preset: str = "small-cpu", front: str = "cli", keep: Path | None = None) -> dict:
+    """One run; ``baseline``: None (as users run it) or a key of BASELINE_ENV (that mechanism off);
+    ``keep``: a folder to save the run's timeline in, with the server's cycles, xruns and steal."""
     import jack
     import soundfile as sf
 
@@ -282,6 +284,9 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
         server_paused = sum(1 for i in rose if server_pause_ms(t, i) >= SERVER_PAUSE_PERIODS * t["server_period_ms"])
         with_steal = sum(1 for i in rose if steal_near_ms(t, i) > 0)
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(keep / f"{voice}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.npz", **t)
     shutil.rmtree(tmp, ignore_errors=True)
     return {
         "voice": voice, "front": front, "baseline": baseline, "hog": with_hog, "minutes": seconds / 60.0,
@@ -294,6 +299,8 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
         "input_wait_ms_p99": float(np.percentile(wait, 99)), "input_wait_ms_max": float(np.max(wait)),
+        # The worker thread per block: on a CPU (compute and waiting for input), its sleeps for input, other waits.
+        **{f"worker_{k}_per_block": float(np.mean(t[k])) for k in ("on_cpu_ms", "polls", "lock_waits") if k in t},
         "gc_full": s.get("gc_full_collections", 0), "gc_max_pause_ms": s.get("gc_max_pause_ms", 0.0),
         "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
         "buffer_start_ms": s.get("buffer_start_ms"),
@@ -306,18 +313,31 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
 WORKER_LATE_MS = 3.0  # input complete this long before the worker took it: the worker was late
 
 
-def most_before_underflow(t: dict, key: str, i: int) -> float:
-    """The largest of the per-block figure ``key`` over the blocks leading to the one after block
-    ``i`` (0 for a timeline recorded before that figure was)."""
-    values = t.get(key)
+def before_underflow(values, i: int, how=np.max) -> float:
+    """The largest (or, with ``how=np.sum``, the total) of a per-block figure over the blocks
+    leading to the one after block ``i`` (0 without it: a timeline recorded before that figure was)."""
     if values is None or len(values) == 0:
         return 0.0
-    return float(np.max(values[max(0, i - 3):i + 2]))
+    return float(how(values[max(0, i - 3):i + 2]))
+
+
+def late_worker_text(t: dict, i: int, waited_ms: float) -> str:
+    """What the kernel said of the worker thread around underflow ``i``: waiting for a CPU (off its
+    core), on one for longer than its work (held there by the kernel or, on a virtual machine, the
+    host), or asleep waiting for a lock (the interpreter's) or for the disk."""
+    queued = before_underflow(t.get("run_queue_ms"), i)
+    text = f"the worker was late (input waited {waited_ms:.1f} ms for it; it waited {queued:.1f} ms for a CPU"
+    if "on_cpu_ms" in t:
+        beyond = before_underflow(np.maximum(np.asarray(t["on_cpu_ms"], float) - t["compute_ms"], 0.0), i)
+        text += (f", was on one {beyond:.1f} ms beyond its blocks' work, waited "
+                 f"{before_underflow(t['lock_waits'], i, np.sum):.0f} times for a lock and "
+                 f"{before_underflow(t['disk_faults'], i, np.sum):.0f} times for the disk")
+    return text + ")"
 
 
 def worker_wait_ms(t: dict, i: int) -> float:
     """The longest the input of a block had waited for the worker, around underflow ``i``."""
-    return most_before_underflow(t, "input_wait_ms", i)
+    return before_underflow(t.get("input_wait_ms"), i)
 
 
 XRUN_NEAR_S = 0.05  # how far from the blocks around an underflow a server xrun counts as its cause
@@ -382,9 +402,7 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
         waited = worker_wait_ms(t, i)
-        queued = most_before_underflow(t, "run_queue_ms", i)
-        whose = (f"the worker was late (input waited {waited:.1f} ms for it; it waited {queued:.1f} ms for a CPU)"
-                 if waited >= WORKER_LATE_MS else f"the input came late (the worker took it within {waited:.1f} ms)")
+        whose = (late_worker_text(t, i, waited) if waited >= WORKER_LATE_MS else f"the input came late (the worker took it within {waited:.1f} ms)")
         whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
         if "server_cycle_at_s" in t:
             pause = server_pause_ms(t, i)
@@ -406,7 +424,8 @@ def main() -> None:
     ap.add_argument("--hog", action="store_true", help="keep one core busy beside AutoVoice")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline runs")
     ap.add_argument("--baseline", choices=sorted(BASELINE_ENV), default="gc",
-                    help="what the baseline runs turn off: the GC policy (default) or the callback threads' priority")
+                    help="what the baseline runs turn off: the GC policy (default), the callback threads' priority "
+                         "or the worker's sleep until input is due")
     ap.add_argument("--prefill-ms", type=float, help="passed to autovoice live")
     ap.add_argument("--fixed-latency", action="store_true", help="passed to autovoice live")
     ap.add_argument("--normal-priority", action="store_true", help="passed to autovoice live")
@@ -420,6 +439,8 @@ def main() -> None:
     ap.add_argument("--rvc-preset", default="small-cpu", help="live setting of the voice `rvc` (default small-cpu)")
     ap.add_argument("--front", choices=("cli", "app"), default="cli",
                     help="what runs the stream: `autovoice live` (default) or the desktop app's window, Live view showing")
+    ap.add_argument("--keep-timelines", metavar="DIR", type=Path,
+                    help="save each run's timeline there (.npz: the blocks, the server's cycles and xruns, CPU steal)")
     a = ap.parse_args()
     extra = (["--prefill-ms", str(a.prefill_ms)] if a.prefill_ms is not None else []) + (
         ["--fixed-latency"] if a.fixed_latency else []) + (["--normal-priority"] if a.normal_priority else [])
@@ -443,7 +464,8 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--minutes", str(a.minutes), "--voices", voice, "--no-baseline",
                    "--server", f"avsoak{os.getpid()}_{i}", "--period", str(a.period), "--json", str(tmp / f"{i}.json"),
                    *(["--rt-jack"] if a.rt_jack else []), "--rvc-preset", a.rvc_preset, "--front", a.front,
-                   *extra, *(["--hog"] if a.hog and i == 0 else [])]
+                   *extra, *(["--hog"] if a.hog and i == 0 else []),
+                   *(["--keep-timelines", str(a.keep_timelines)] if a.keep_timelines else [])]
             if not policy:
                 cmd += ["--baseline", a.baseline, "--baseline-only"]
             children.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{i}.log", "w")))
@@ -464,7 +486,7 @@ def main() -> None:
                 try:
                     as_baseline = not policy or a.baseline_only
                     results.append(soak(voice, a.minutes * 60.0, a.baseline if as_baseline else None, extra, a.hog,
-                                        a.server, a.rvc_preset, a.front))
+                                        a.server, a.rvc_preset, a.front, a.keep_timelines))
                 except RuntimeError as e:
                     if jackd is None or jackd.poll() is None:
                         raise
@@ -479,11 +501,12 @@ def main() -> None:
     print()
     print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late; "
           "server paused; with a server xrun; with CPU steal) "
-          "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms | full GCs (max pause) "
-          "| buffer ms (grown) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms "
+          "| worker on a CPU ms per block (sleeps; other waits) | full GCs (max pause) | buffer ms (grown) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)"}
+        run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)",
+               "polling": "polling for input (baseline)"}
         front = " (app)" if r.get("front") == "app" else ""
         print(f"| `{r['voice']}`{front} | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
@@ -493,6 +516,8 @@ def main() -> None:
               f"{r.get('after_settle_with_steal', 0)}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
+              f"| {r.get('worker_on_cpu_ms_per_block', 0.0):.2f} ({r.get('worker_polls_per_block', 0.0):.1f}; "
+              f"{r.get('worker_lock_waits_per_block', 0.0):.2f}) "
               f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
               f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}; opened with {r.get('buffer_start_ms') or 0:.1f}) |")
     if a.json:

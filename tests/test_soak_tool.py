@@ -20,16 +20,22 @@ def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_t
     wait[600] = 12.0
     queued = np.zeros(1000)
     queued[600] = 0.2  # it was not waiting for a CPU: a lock held it
+    compute, on_cpu = np.full(1000, 1.0), np.full(1000, 1.1)
+    on_cpu[600] = 1.5
+    lock_waits = np.zeros(1000, np.int32)
+    lock_waits[599:601] = [1, 2]
     period_ms = 256 / 48.0
     cycles = 100.0 + period_ms / 1000.0 * np.arange(int(10.0 / (period_ms / 1000.0)))
     cycles = np.concatenate([cycles[cycles < at[300]], cycles[cycles >= at[300] + 0.02]])  # the server paused 20 ms
     t = {"at_s": at, "underflow_frames": underflow, "input_wait_ms": wait,
          "xrun_at_s": np.array([at[300] + 0.004, at[900]]), "server_cycle_at_s": cycles, "server_period_ms": period_ms,
-         "steal_at_s": np.array([at[600] + 0.03]), "steal_ms": np.array([10.0]), "run_queue_ms": queued}
+         "steal_at_s": np.array([at[600] + 0.03]), "steal_ms": np.array([10.0]), "run_queue_ms": queued,
+         "compute_ms": compute, "on_cpu_ms": on_cpu, "lock_waits": lock_waits, "disk_faults": np.zeros(1000, np.int32)}
     first, second = underflow_causes(t, 10.0)
     assert first.startswith("+256 frames at 3 s") and "the input came late" in first
     pause_ms = 1000 * np.diff(cycles).max()  # 20 ms and the rest of the cycles around it
     assert "the JACK server reported an xrun then" in first and f"the server's cycles paused {pause_ms:.0f} ms" in first
-    assert "the worker was late (input waited 12.0 ms for it; it waited 0.2 ms for a CPU)" in second and "no JACK xrun then" in second
+    assert ("the worker was late (input waited 12.0 ms for it; it waited 0.2 ms for a CPU, was on one 0.5 ms "
+            "beyond its blocks' work, waited 3 times for a lock and 0 times for the disk)") in second and "no JACK xrun then" in second
     assert "the server's cycles were regular (longest gap 5.3 ms)" in second
     assert "hypervisor" not in first and "the hypervisor took 10 ms of CPU from this machine then" in second

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import tracemalloc
 
 import numpy as np
@@ -88,6 +89,42 @@ def test_the_timeline_tells_a_late_worker_from_late_input(chain_and_worker):
     late_worker, late_input = worker.timeline.arrays()["input_wait_ms"].tolist()
     assert late_worker >= 30.0
     assert late_input < late_worker
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"), reason="Linux schedstat only")
+def test_the_timeline_tells_a_worker_held_by_the_interpreter_lock(chain_and_worker):
+    """A block whose input waited while another thread held the interpreter lock (a C call that
+    never lets it go: sorting a long list of ints) records the worker's waits for it, and that it
+    was neither on a CPU nor waiting for one for most of that time (what the soak benchmark quotes
+    for a late worker)."""
+    import threading
+
+    from engine.io.callbacks import InputSide
+
+    chain, worker, stream = chain_and_worker
+    worker.timeline = BlockTimeline(16)
+    hop = stream.hop_frames
+    callback = InputSide(stream.in_ring, stream.counters)
+    x = np.zeros((hop, stream.in_channels), np.float32)
+    numbers = np.random.default_rng(0).permutation(500_000).tolist()
+
+    def take_one():
+        assert stream.in_ring.read_exact(chain.in_block)
+        worker._process(chain)
+
+    callback(x, len(x), None, None)
+    take_one()
+    callback(x, len(x), None, None)  # the next block's input is complete ...
+    holder = threading.Thread(target=sorted, args=(numbers,))
+    holder.start()  # ... and this thread waits for the interpreter until the sort ends
+    holder.join()
+    take_one()
+    t = worker.timeline.arrays()
+    waited_ms = float(t["input_wait_ms"][1])
+    assert waited_ms >= 20.0  # the sort held the lock that long, at the least
+    assert t["lock_waits"][1] >= 1
+    assert t["on_cpu_ms"][1] < 0.5 * waited_ms and t["run_queue_ms"][1] < 0.5 * waited_ms
+    assert t["disk_faults"][1] == 0
 
 
 def test_recent_values_keep_the_newest_in_order():

@@ -38,6 +38,32 @@ class CallbackCounters:
         self.arrival_s = np.zeros(ARRIVALS)
         self.arrival_written = np.zeros(ARRIVALS, dtype=np.int64)
 
+    def input_due_s(self, written: int, sample_rate: float) -> float:
+        """When the input ring's written count should first reach ``written`` (time.monotonic()), so
+        the worker can sleep until then instead of polling (read by the worker, never called by a
+        callback). Each callback delivers audio captured at the device rate, so a frame cannot come
+        before the earliest of the recent callbacks' delivery lines (arrival time less written frames
+        over the rate) puts it; when those callbacks were all the same size the frame comes with a
+        whole one, so the wait is rounded up to it. 0 before two callbacks (poll meanwhile).
+
+        Later than the input comes only by a callback delivered sooner after its capture than any of
+        the recent ones: by the delivery jitter those did not show (the worker wakes a little early
+        for it), or, once, by a drop in the sound server's latency that lasted (the worker never
+        sleeps long at a time for it). A callback that ran while these were read gives a time too
+        early (a poll more)."""
+        n = self.input_callbacks
+        k = min(n, ARRIVALS - 1)  # not the slot the next callback writes
+        if k < 2:
+            return 0.0
+        idx = (n - 1 - np.arange(k)) % ARRIVALS  # newest first
+        w = self.arrival_written[idx]
+        line_s = float(np.min(self.arrival_s[idx] - w / sample_rate))
+        size = int(w[0] - w[1])
+        end = written
+        if size > 0 and written > w[0] and np.all(w[:-1] - w[1:] == size):
+            end = int(w[0]) + -(-(written - int(w[0])) // size) * size
+        return line_s + end / sample_rate
+
 
 _native_id = threading.get_native_id  # bound here: the callback imports and looks up nothing
 _monotonic = time.monotonic

@@ -31,6 +31,11 @@ import sys
 import threading
 from dataclasses import dataclass
 
+try:
+    import resource  # Unix; ThreadTimes reads it only where /proc says the rest (Linux)
+except ImportError:  # Windows
+    resource = None
+
 # SCHED_RR priority, 1-99: above every normal thread, below the sound server's threads and the
 # audio callbacks it runs in our process (JACK's default is 10, PipeWire's 20 and up) and the
 # kernel's interrupt threads (50).
@@ -188,28 +193,35 @@ def release_current_thread(held: Priority) -> None:
 
 
 
-class RunQueueWait:
-    """How long the thread that calls :meth:`total_ms` has waited, runnable, for a CPU (Linux
-    schedstat: time on a run queue, not asleep). A thread late with little of it was blocked (a
-    lock, the interpreter's) rather than off its core. 0 where the kernel does not say."""
+class ThreadTimes:
+    """What the kernel says of the time of the thread that calls :meth:`sample` (Linux), as totals
+    since the thread began: on a CPU and waiting, runnable, for one (schedstat), how often it gave
+    its CPU up to wait (voluntary context switches: its own sleeps, a lock, the interpreter's) and
+    its page faults that read from disk. A late thread with little run-queue time was blocked (a
+    lock) rather than off its core; one on its CPU far longer than its work was kept from running
+    there by the kernel or, on a virtual machine, by the host. Zeros where the kernel does not say."""
 
     def __init__(self) -> None:
         self._fd: int | None = None
         self._tried = False
 
-    def total_ms(self) -> float:
+    def sample(self) -> tuple[float, float, int, int]:
+        """(on CPU ms, run-queue ms, voluntary switches, disk page faults), all since the thread began."""
         if self._fd is None:
             if self._tried:
-                return 0.0
+                return 0.0, 0.0, 0, 0
             self._tried = True
             try:
                 self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # this thread's, from now on
             except OSError:
-                return 0.0
+                return 0.0, 0.0, 0, 0
         try:
-            return int(os.pread(self._fd, 64, 0).split()[1]) / 1e6
+            fields = os.pread(self._fd, 64, 0).split()
+            on_cpu_ms, queued_ms = int(fields[0]) / 1e6, int(fields[1]) / 1e6
         except (OSError, ValueError, IndexError):
-            return 0.0
+            return 0.0, 0.0, 0, 0
+        usage = resource.getrusage(resource.RUSAGE_THREAD)
+        return on_cpu_ms, queued_ms, usage.ru_nvcsw, usage.ru_majflt
 
     def close(self) -> None:
         if self._fd is not None:

@@ -36,7 +36,7 @@ from engine.stream.priority import (
     CALLBACK_PRIORITY,
     DEMOTE_AFTER_LATE,
     Priority,
-    RunQueueWait,
+    ThreadTimes,
     cpu_bound,
     demote_current_thread,
     lower_callback_thread,
@@ -49,6 +49,13 @@ from engine.stream.realtime import RealtimeStream, margin_for_compute
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.02  # with no stream, the worker beats its heartbeat this often (and wakes on a command)
+# Waiting for a block's input the worker sleeps until it is due (CallbackCounters.input_due_s) less
+# INPUT_EARLY_S (the callbacks' delivery jitter), then polls every POLL_S; never longer than
+# MAX_SLEEP_S at a time: the most it can oversleep input that came sooner than the recent
+# callbacks foretold (and it applies commands and watches for a stalled device between sleeps).
+POLL_S = 0.0005
+INPUT_EARLY_S = 0.001
+MAX_SLEEP_S = 0.005
 STALL_TIMEOUT_S = 1.5  # no callback for this long while "running" = the device went away
 GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see LatencyGuard)
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
@@ -169,6 +176,9 @@ class LiveChain:
         if stream.mon_ring is not None:
             sides.append((stream.mon_counters, "output_thread_id"))
         self.callbacks_to_raise = sides if raise_them else []
+        # Whether the worker sleeps until a block's input is due (Worker._sleep_s) rather than
+        # polling every POLL_S; AUTOVOICE_INPUT_DUE=0 polls (the soak's baseline).
+        self.sleep_until_due = os.environ.get("AUTOVOICE_INPUT_DUE", "1") != "0"
         # Voice blocks until the margin is sized from live compute (Worker._size_from_live); 0: never
         # (a voice without bursts, or a fixed latency asked for).
         sized = stream.burst_frames > stream.hop_frames and adaptive
@@ -219,8 +229,9 @@ class Worker:
         self.failure: str | None = None  # set when a device vanished; read by the engine
         self.raised_callbacks: list[int] = []  # callback threads given priority (see _raise_callbacks)
         self.timeline: BlockTimeline | None = None  # per-block record, when asked for (diagnosis, soak runs)
-        self._run_queue = RunQueueWait()  # the worker thread's, read only for the timeline
-        self._run_queue_ms = -1.0  # the total at the block before (-1: none yet)
+        self._times = ThreadTimes()  # the worker thread's, read only for the timeline
+        self._times_before: tuple[float, float, int, int] | None = None  # their totals at the block before
+        self._polls = 0  # the worker's own sleeps waiting for input (each one a voluntary switch)
         self.on_failure: Callable[[str, RealtimeStream | None], None] | None = None
         self.priority: Priority | None = None  # held while a stream runs (engine/stream/priority.py)
         self._late_in_a_row = 0
@@ -301,8 +312,18 @@ class Worker:
                     log.exception("voice failed")
                     self._fail(f"The voice failed while converting ({exc}); the stream was stopped.")
             else:
-                time.sleep(0.0005)
-        self._run_queue.close()
+                self._polls += 1
+                time.sleep(self._sleep_s(chain))
+        self._times.close()
+
+    @staticmethod
+    def _sleep_s(chain: LiveChain) -> float:
+        """How long to sleep for the next block's input: until it is due, or one poll."""
+        if not chain.sleep_until_due:
+            return POLL_S
+        s = chain.stream
+        due_s = s.counters.input_due_s(s.in_ring.read + len(chain.in_block), s.sample_rate)
+        return min(max(due_s - INPUT_EARLY_S - time.monotonic(), POLL_S), MAX_SLEEP_S)
 
     def attach(self, chain: LiveChain) -> None:
         """Start converting `chain` (on the worker thread, between hops: through call())."""
@@ -407,16 +428,22 @@ class Worker:
         else:
             self._late_in_a_row = 0
         if self.timeline is not None:
-            queued_ms = self._run_queue.total_ms()
-            since_ms = queued_ms - self._run_queue_ms if self._run_queue_ms >= 0.0 else 0.0
-            self.timeline.add(now, dt_ms, level, s.out_ring.underflow_frames, waited_ms, since_ms)
-            self._run_queue_ms = queued_ms
+            self._add_to_timeline(now, dt_ms, level, s.out_ring.underflow_frames, waited_ms)
         if chain.callbacks_to_raise:
             self._raise_callbacks(chain)
         if chain.blocks_to_sizing:
             chain.blocks_to_sizing -= 1
             if not chain.blocks_to_sizing:
                 self._size_from_live(chain)
+
+    def _add_to_timeline(self, now: float, dt_ms: float, level: int, underflow_frames: int, waited_ms: float) -> None:
+        """One block's record, with what the kernel says of the worker thread since the block before."""
+        times = self._times.sample() + (self._polls,)
+        before = self._times_before or times
+        self._times_before = times
+        on_cpu_ms, queued_ms, switches, faults, polls = (a - b for a, b in zip(times, before))
+        self.timeline.add(now, dt_ms, level, underflow_frames, waited_ms, queued_ms, on_cpu_ms,
+                          max(0, switches - polls), faults, polls)
 
     def _size_from_live(self, chain: LiveChain) -> None:
         """The output rings' margin from the live blocks' compute instead of the warm-up's (see
@@ -617,7 +644,7 @@ class RecentValues:
 
 
 class BlockTimeline:
-    """What happened at each block, preallocated (the worker only stores five numbers per block).
+    """What happened at each block, preallocated (the worker stores a few numbers per block).
 
     ``at_s``: time.monotonic() when the block's output was ready; ``compute_ms``: the block's
     work; ``out_level_frames``: what the output ring held just before the write (how close to an
@@ -625,7 +652,13 @@ class BlockTimeline:
     ``input_wait_ms``: how long the block's input had been complete when the worker took it
     (Worker._input_wait_ms: the worker's own lateness, apart from the sound server's);
     ``run_queue_ms``: how long the worker thread waited, runnable, for a CPU since the block before
-    (a late worker with little of it was waiting for a lock, the interpreter's, not for a core).
+    (a late worker with little of it was waiting for a lock, the interpreter's, not for a core);
+    ``on_cpu_ms``: how long it was on a CPU since the block before (far above ``compute_ms``: it
+    was kept from running there, on a virtual machine by the host); ``lock_waits``: how often it
+    gave its CPU up since then other than in its own polls (a lock: the interpreter's, mostly);
+    ``disk_faults``: its page faults since then that had to read from disk
+    (:class:`~engine.stream.priority.ThreadTimes`); ``polls``: how often it slept waiting for
+    this block's input (Worker._sleep_s).
     """
 
     def __init__(self, capacity: int):
@@ -635,10 +668,14 @@ class BlockTimeline:
         self.underflow_frames = np.zeros(capacity, dtype=np.int64)
         self.input_wait_ms = np.zeros(capacity, dtype=np.float32)
         self.run_queue_ms = np.zeros(capacity, dtype=np.float32)
+        self.on_cpu_ms = np.zeros(capacity, dtype=np.float32)
+        self.lock_waits = np.zeros(capacity, dtype=np.int32)
+        self.disk_faults = np.zeros(capacity, dtype=np.int32)
+        self.polls = np.zeros(capacity, dtype=np.int32)
         self.count = 0
 
     def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, input_wait_ms: float = 0.0,
-            run_queue_ms: float = 0.0) -> None:
+            run_queue_ms: float = 0.0, on_cpu_ms: float = 0.0, lock_waits: int = 0, disk_faults: int = 0, polls: int = 0) -> None:
         i = self.count % len(self.at_s)
         self.at_s[i] = at_s
         self.compute_ms[i] = compute_ms
@@ -646,6 +683,10 @@ class BlockTimeline:
         self.underflow_frames[i] = underflow_frames
         self.input_wait_ms[i] = input_wait_ms
         self.run_queue_ms[i] = run_queue_ms
+        self.on_cpu_ms[i] = on_cpu_ms
+        self.lock_waits[i] = lock_waits
+        self.disk_faults[i] = disk_faults
+        self.polls[i] = polls
         self.count += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -654,4 +695,6 @@ class BlockTimeline:
         order = (np.arange(n) + max(0, self.count - len(self.at_s))) % len(self.at_s)
         return {"at_s": self.at_s[order], "compute_ms": self.compute_ms[order],
                 "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order],
-                "input_wait_ms": self.input_wait_ms[order], "run_queue_ms": self.run_queue_ms[order]}
+                "input_wait_ms": self.input_wait_ms[order], "run_queue_ms": self.run_queue_ms[order],
+                "on_cpu_ms": self.on_cpu_ms[order], "lock_waits": self.lock_waits[order],
+                "disk_faults": self.disk_faults[order], "polls": self.polls[order]}
