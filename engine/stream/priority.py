@@ -201,6 +201,8 @@ class ThreadTimes:
     lock) rather than off its core; one on its CPU far longer than its work was kept from running
     there by the kernel or, on a virtual machine, by the host. Zeros where the kernel does not say."""
 
+    UNKNOWN = (0.0, 0.0, 0, 0)
+
     def __init__(self) -> None:
         self._fd: int | None = None
         self._tried = False
@@ -209,17 +211,17 @@ class ThreadTimes:
         """(on CPU ms, run-queue ms, voluntary switches, disk page faults), all since the thread began."""
         if self._fd is None:
             if self._tried:
-                return 0.0, 0.0, 0, 0
+                return self.UNKNOWN
             self._tried = True
             try:
                 self._fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)  # this thread's, from now on
             except OSError:
-                return 0.0, 0.0, 0, 0
+                return self.UNKNOWN
         try:
             fields = os.pread(self._fd, 64, 0).split()
             on_cpu_ms, queued_ms = int(fields[0]) / 1e6, int(fields[1]) / 1e6
         except (OSError, ValueError, IndexError):
-            return 0.0, 0.0, 0, 0
+            return self.UNKNOWN
         usage = resource.getrusage(resource.RUSAGE_THREAD)
         return on_cpu_ms, queued_ms, usage.ru_nvcsw, usage.ru_majflt
 
