@@ -12,6 +12,8 @@ whether the JACK server reported an xrun right then, and whether the server's ow
 (this client notes when each cycle reached it: a gap of SERVER_PAUSE_PERIODS periods or more means
 the server itself fell behind, whatever AutoVoice did), and whether the hypervisor took CPU time
 from the machine then (``steal`` in /proc/stat: a virtual machine whose vCPUs stall is not quiet).
+It also counts the run's quiet minutes (the host took under QUIET_STEAL_MS_PER_MIN from the machine
+in them) and the underflows in those: what the stream does while a busy host leaves it alone.
 
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
@@ -273,13 +275,12 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     t["server_period_ms"] = 1000.0 * period_frames / sr
     t["steal_at_s"], t["steal_ms"] = np.array(steal.at_s), np.array(steal.ms)
     causes = underflow_causes(t, s.get("block_ms", 10.0))
-    # Underflows once the stream has settled: the first seconds include this script connecting its
-    # ports (a JACK graph change) and the stream's own start.
     settled = worker_late = with_xrun = server_paused = with_steal = 0
+    quiet = (0, 0)
     if "underflow_frames" in t and len(t["underflow_frames"]) > 1:
-        after = t["at_s"] >= t["at_s"][0] + SETTLE_S
-        rose = np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
+        rose = settled_underflows(t)
         settled = len(rose)
+        quiet = quiet_minutes(t, rose)
         worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
         with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
         server_paused = sum(1 for i in rose if server_pause_ms(t, i) >= SERVER_PAUSE_PERIODS * t["server_period_ms"])
@@ -295,6 +296,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
         "after_settle_with_server_xrun": with_xrun, "after_settle_server_paused": server_paused,
         "after_settle_with_steal": with_steal, "steal_ms_total": float(np.sum(t["steal_ms"])),
+        "quiet_minutes": quiet[0], "underflows_in_quiet_minutes": quiet[1],
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
@@ -311,6 +313,32 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
 
 
 WORKER_LATE_MS = 3.0  # input complete this long before the worker took it: the worker was late
+
+
+def settled_underflows(t: dict) -> np.ndarray:
+    """The blocks after which the underflow counter rose, once the stream had settled (the first
+    SETTLE_S include this script connecting its ports, a JACK graph change, and the stream's start)."""
+    after = t["at_s"] >= t["at_s"][0] + SETTLE_S
+    return np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
+
+
+QUIET_STEAL_MS_PER_MIN = 1000.0  # a minute in which the host took less CPU than this from the machine is quiet
+
+
+def quiet_minutes(t: dict, rose: np.ndarray) -> tuple[int, int]:
+    """(whole minutes of the run in which the hypervisor took less than QUIET_STEAL_MS_PER_MIN of
+    CPU time, settled underflows in them): on a virtual machine whose host is busy part of the
+    time, what the stream does while it is not."""
+    at = t["at_s"]
+    whole = int((at[-1] - at[0]) // 60.0)
+    if whole < 1:
+        return 0, 0
+    minute = ((np.asarray(t["steal_at_s"]) - at[0]) // 60.0).astype(int)
+    inside = (minute >= 0) & (minute < whole)
+    stolen = np.bincount(minute[inside], weights=np.asarray(t["steal_ms"])[inside], minlength=whole)
+    quiet = stolen < QUIET_STEAL_MS_PER_MIN
+    at_minute = ((at[rose + 1] - at[0]) // 60.0).astype(int)
+    return int(quiet.sum()), int(sum(1 for m in at_minute if m < whole and quiet[m]))
 
 
 def before_underflow(values, i: int, how=np.max) -> float:
@@ -502,8 +530,10 @@ def main() -> None:
     print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late; "
           "server paused; with a server xrun; with CPU steal) "
           "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms "
-          "| worker on a CPU ms per block (sleeps; other waits) | full GCs (max pause) | buffer ms (grown) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| worker on a CPU ms per block (sleeps; other waits) "
+          f"| quiet minutes: the host took under {QUIET_STEAL_MS_PER_MIN / 1000:.0f} s (underflows in them) "
+          "| full GCs (max pause) | buffer ms (grown) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)",
                "polling": "polling for input (baseline)"}
@@ -518,6 +548,7 @@ def main() -> None:
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
               f"| {r.get('worker_on_cpu_ms_per_block', 0.0):.2f} ({r.get('worker_polls_per_block', 0.0):.1f}; "
               f"{r.get('worker_lock_waits_per_block', 0.0):.2f}) "
+              f"| {r.get('quiet_minutes', 0)} ({r.get('underflows_in_quiet_minutes', 0)}) "
               f"| {r['gc_full']} ({r['gc_max_pause_ms']:.0f} ms) "
               f"| {r['buffer_ms']:.1f} ({r['buffer_growth_ms']:+.1f}; opened with {r.get('buffer_start_ms') or 0:.1f}) |")
     if a.json:

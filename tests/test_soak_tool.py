@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-from soak_live import underflow_causes  # noqa: E402
+from soak_live import quiet_minutes, settled_underflows, underflow_causes  # noqa: E402
 
 
 def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_then():
@@ -39,3 +39,18 @@ def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_t
             "beyond its blocks' work, waited 3 times for a lock and 0 times for the disk)") in second and "no JACK xrun then" in second
     assert "the server's cycles were regular (longest gap 5.3 ms)" in second
     assert "hypervisor" not in first and "the hypervisor took 10 ms of CPU from this machine then" in second
+
+
+def test_quiet_minutes_are_those_the_host_took_little_from_and_count_their_underflows():
+    """Three and a half minutes: the host takes 5 s of CPU in the second minute only; underflows
+    at 2 s (still settling), 30 s (quiet), 70 s (stolen) and 200 s (a minute not whole)."""
+    at = 0.01 * np.arange(21000)
+    underflow = np.zeros(len(at), np.int64)
+    for second in (2, 30, 70, 200):
+        underflow[int(second * 100):] += 64
+    steal_at = np.arange(60.0, 120.0, 0.02)
+    t = {"at_s": 500.0 + at, "underflow_frames": underflow,
+         "steal_at_s": 500.0 + steal_at, "steal_ms": np.full(len(steal_at), 5000.0 / len(steal_at))}
+    rose = settled_underflows(t)
+    assert len(rose) == 3
+    assert quiet_minutes(t, rose) == (2, 1)  # minutes 0 and 2 are quiet; the one at 30 s is in them
