@@ -275,7 +275,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
     t["server_period_ms"] = 1000.0 * period_frames / sr
     t["steal_at_s"], t["steal_ms"] = np.array(steal.at_s), np.array(steal.ms)
     causes = underflow_causes(t, s.get("block_ms", 10.0))
-    settled = worker_late = with_xrun = server_paused = with_steal = 0
+    settled = worker_late = with_xrun = server_paused = with_steal = unexplained = 0
     quiet = (0, 0)
     if "underflow_frames" in t and len(t["underflow_frames"]) > 1:
         rose = settled_underflows(t)
@@ -283,8 +283,10 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         quiet = quiet_minutes(t, rose)
         worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
         with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
-        server_paused = sum(1 for i in rose if server_pause_ms(t, i) >= SERVER_PAUSE_PERIODS * t["server_period_ms"])
+        server_paused = sum(1 for i in rose if server_paused_near(t, i))
         with_steal = sum(1 for i in rose if steal_near_ms(t, i) > 0)
+        unexplained = sum(1 for i in rose if not (server_xrun_near(t, i) or server_paused_near(t, i)
+                                                  or steal_near_ms(t, i) > 0))
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(keep / f"{voice}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.npz", **t)
@@ -296,7 +298,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "underflows_after_settle": settled, "after_settle_worker_late": worker_late,
         "after_settle_with_server_xrun": with_xrun, "after_settle_server_paused": server_paused,
         "after_settle_with_steal": with_steal, "steal_ms_total": float(np.sum(t["steal_ms"])),
-        "quiet_minutes": quiet[0], "underflows_in_quiet_minutes": quiet[1],
+        "after_settle_unexplained": unexplained, "quiet_minutes": quiet[0], "underflows_in_quiet_minutes": quiet[1],
         "overflows": s["input_overflows"], "jack_xruns": xruns[0],
         "compute_ms_mean": float(np.mean(comp)), "compute_ms_p50": float(np.percentile(comp, 50)),
         "compute_ms_p99": float(np.percentile(comp, 99)), "compute_ms_max": float(np.max(comp)),
@@ -403,6 +405,11 @@ def server_pause_ms(t: dict, i: int) -> float:
     return 1000.0 * float(np.max(np.diff(around))) if len(around) > 1 else 0.0
 
 
+def server_paused_near(t: dict, i: int) -> bool:
+    """Whether the server's own cycles paused around underflow ``i`` (it fell behind, whatever we did)."""
+    return "server_cycle_at_s" in t and server_pause_ms(t, i) >= SERVER_PAUSE_PERIODS * t["server_period_ms"]
+
+
 STEAL_NEAR_S = 0.1  # steal is sampled every 20 ms and counted in ticks: a wider window than for xruns
 
 
@@ -430,7 +437,8 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
         waited = worker_wait_ms(t, i)
-        whose = (late_worker_text(t, i, waited) if waited >= WORKER_LATE_MS else f"the input came late (the worker took it within {waited:.1f} ms)")
+        whose = (late_worker_text(t, i, waited) if waited >= WORKER_LATE_MS
+                 else f"the input came late (the worker took it within {waited:.1f} ms)")
         whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
         if "server_cycle_at_s" in t:
             pause = server_pause_ms(t, i)
@@ -528,7 +536,7 @@ def main() -> None:
                 jackd.wait(timeout=10)
     print()
     print("| voice | run | hog | min | blocks | late | underflows (frames; after the first 5 s: worker late; "
-          "server paused; with a server xrun; with CPU steal) "
+          "server paused; with a server xrun; with CPU steal; with none of those) "
           "| overflows | JACK xruns | compute mean / p99 / max ms | input waited p99 / max ms "
           "| worker on a CPU ms per block (sleeps; other waits) "
           f"| quiet minutes: the host took under {QUIET_STEAL_MS_PER_MIN / 1000:.0f} s (underflows in them) "
@@ -543,7 +551,7 @@ def main() -> None:
               f"| {r['minutes']:.0f} | {r['blocks']} | {r['late_blocks']} | {r['underflows']} ({r['underflow_frames']}; "
               f"{r['underflows_after_settle']}: {r['after_settle_worker_late']}; "
               f"{r.get('after_settle_server_paused', 0)}; {r.get('after_settle_with_server_xrun', 0)}; "
-              f"{r.get('after_settle_with_steal', 0)}) "
+              f"{r.get('after_settle_with_steal', 0)}; {r.get('after_settle_unexplained', 0)}) "
               f"| {r['overflows']} | {r['jack_xruns']} | {r['compute_ms_mean']:.2f} / {r['compute_ms_p99']:.2f} / "
               f"{r['compute_ms_max']:.1f} | {r.get('input_wait_ms_p99', 0.0):.2f} / {r.get('input_wait_ms_max', 0.0):.1f} "
               f"| {r.get('worker_on_cpu_ms_per_block', 0.0):.2f} ({r.get('worker_polls_per_block', 0.0):.1f}; "
