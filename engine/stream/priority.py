@@ -192,7 +192,6 @@ def release_current_thread(held: Priority) -> None:
         pass  # the thread then keeps what it has: nothing else runs on it while no stream does
 
 
-
 class ThreadTimes:
     """What the kernel says of the time of the thread that calls :meth:`sample` (Linux), as totals
     since the thread began: on a CPU and waiting, runnable, for one (schedstat), how often it gave

@@ -661,40 +661,24 @@ class BlockTimeline:
     this block's input (Worker._sleep_s).
     """
 
+    # One record per block, the fields in the order add() takes them.
+    FIELDS = np.dtype([("at_s", np.float64), ("compute_ms", np.float32), ("out_level_frames", np.int32),
+                       ("underflow_frames", np.int64), ("input_wait_ms", np.float32), ("run_queue_ms", np.float32),
+                       ("on_cpu_ms", np.float32), ("lock_waits", np.int32), ("disk_faults", np.int32),
+                       ("polls", np.int32)])
+
     def __init__(self, capacity: int):
-        self.at_s = np.zeros(capacity)
-        self.compute_ms = np.zeros(capacity, dtype=np.float32)
-        self.out_level_frames = np.zeros(capacity, dtype=np.int32)
-        self.underflow_frames = np.zeros(capacity, dtype=np.int64)
-        self.input_wait_ms = np.zeros(capacity, dtype=np.float32)
-        self.run_queue_ms = np.zeros(capacity, dtype=np.float32)
-        self.on_cpu_ms = np.zeros(capacity, dtype=np.float32)
-        self.lock_waits = np.zeros(capacity, dtype=np.int32)
-        self.disk_faults = np.zeros(capacity, dtype=np.int32)
-        self.polls = np.zeros(capacity, dtype=np.int32)
+        self._rows = np.zeros(capacity, dtype=self.FIELDS)
         self.count = 0
 
     def add(self, at_s: float, compute_ms: float, level: int, underflow_frames: int, input_wait_ms: float = 0.0,
             run_queue_ms: float = 0.0, on_cpu_ms: float = 0.0, lock_waits: int = 0, disk_faults: int = 0, polls: int = 0) -> None:
-        i = self.count % len(self.at_s)
-        self.at_s[i] = at_s
-        self.compute_ms[i] = compute_ms
-        self.out_level_frames[i] = level
-        self.underflow_frames[i] = underflow_frames
-        self.input_wait_ms[i] = input_wait_ms
-        self.run_queue_ms[i] = run_queue_ms
-        self.on_cpu_ms[i] = on_cpu_ms
-        self.lock_waits[i] = lock_waits
-        self.disk_faults[i] = disk_faults
-        self.polls[i] = polls
+        self._rows[self.count % len(self._rows)] = (at_s, compute_ms, level, underflow_frames, input_wait_ms,
+                                                    run_queue_ms, on_cpu_ms, lock_waits, disk_faults, polls)
         self.count += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The recorded blocks, oldest first."""
-        n = min(self.count, len(self.at_s))
-        order = (np.arange(n) + max(0, self.count - len(self.at_s))) % len(self.at_s)
-        return {"at_s": self.at_s[order], "compute_ms": self.compute_ms[order],
-                "out_level_frames": self.out_level_frames[order], "underflow_frames": self.underflow_frames[order],
-                "input_wait_ms": self.input_wait_ms[order], "run_queue_ms": self.run_queue_ms[order],
-                "on_cpu_ms": self.on_cpu_ms[order], "lock_waits": self.lock_waits[order],
-                "disk_faults": self.disk_faults[order], "polls": self.polls[order]}
+        """The recorded blocks, oldest first, one array per field."""
+        cap = len(self._rows)
+        rows = self._rows[(np.arange(min(self.count, cap)) + max(0, self.count - cap)) % cap]
+        return {name: np.ascontiguousarray(rows[name]) for name in self.FIELDS.names}
