@@ -281,12 +281,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         rose = settled_underflows(t)
         settled = len(rose)
         quiet = quiet_minutes(t, rose)
-        worker_late = sum(1 for i in rose if worker_wait_ms(t, i) >= WORKER_LATE_MS)
-        with_xrun = sum(1 for i in rose if server_xrun_near(t, i))
-        server_paused = sum(1 for i in rose if server_paused_near(t, i))
-        with_steal = sum(1 for i in rose if steal_near_ms(t, i) > 0)
-        unexplained = sum(1 for i in rose if not (server_xrun_near(t, i) or server_paused_near(t, i)
-                                                  or steal_near_ms(t, i) > 0))
+        worker_late, with_xrun, server_paused, with_steal, unexplained = underflow_counts(t, rose)
     if keep is not None:
         keep.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(keep / f"{voice}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.npz", **t)
@@ -322,6 +317,15 @@ def settled_underflows(t: dict) -> np.ndarray:
     SETTLE_S include this script connecting its ports, a JACK graph change, and the stream's start)."""
     after = t["at_s"] >= t["at_s"][0] + SETTLE_S
     return np.nonzero((np.diff(t["underflow_frames"]) > 0) & after[1:])[0]
+
+
+def underflow_counts(t: dict, rose: np.ndarray) -> tuple[int, int, int, int, int]:
+    """Of the underflows after blocks ``rose``: how many had the worker late, a server xrun, the
+    server's cycles paused, CPU steal near them, and none of the last three."""
+    seen = np.array([(worker_wait_ms(t, i) >= WORKER_LATE_MS, server_xrun_near(t, i), server_paused_near(t, i),
+                      steal_near_ms(t, i) > 0) for i in rose], dtype=bool).reshape(-1, 4)
+    late, xrun, paused, steal = (int(n) for n in seen.sum(axis=0))
+    return late, xrun, paused, steal, int(np.sum(~seen[:, 1:].any(axis=1)))
 
 
 QUIET_STEAL_MS_PER_MIN = 1000.0  # a minute in which the host took less CPU than this from the machine is quiet

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-from soak_live import quiet_minutes, server_paused_near, settled_underflows, underflow_causes  # noqa: E402
+from soak_live import (quiet_minutes, server_paused_near, settled_underflows, underflow_causes,  # noqa: E402
+                       underflow_counts)
 
 
 def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_then():
@@ -33,6 +34,9 @@ def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_t
          "compute_ms": compute, "on_cpu_ms": on_cpu, "lock_waits": lock_waits, "disk_faults": np.zeros(1000, np.int32)}
     first, second = underflow_causes(t, 10.0)
     assert server_paused_near(t, 300) and not server_paused_near(t, 600)
+    # worker late, with a server xrun, with the server paused, with steal, with none of those three
+    assert underflow_counts(t, np.array([300, 600])) == (1, 1, 1, 1, 0)
+    assert underflow_counts(t, np.array([], int)) == (0, 0, 0, 0, 0)
     assert first.startswith("+256 frames at 3 s") and "the input came late" in first
     pause_ms = 1000 * np.diff(cycles).max()  # 20 ms and the rest of the cycles around it
     assert "the JACK server reported an xrun then" in first and f"the server's cycles paused {pause_ms:.0f} ms" in first
