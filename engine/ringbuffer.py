@@ -8,10 +8,12 @@ Positions are two ever-growing frame counts, ``written`` (advanced only by the p
     [....|###########################|......]   ### = frames available to the consumer
          <--------- written - read --->
 
-NB: thread safety without locks. Each counter has exactly one writer thread and Python int
-assignment is atomic under the GIL; a reader of the other side's counter sees either the old or the
-new value, both of which are safe (it under-estimates what is available, never over-estimates), as
-long as the producer copies data *before* publishing ``written``. Depends on nothing in engine/.
+NB: thread safety without locks. Each counter has exactly one writer thread; a reader of the other
+side's counter sees either the old or the new value, both of which are safe (it under-estimates what
+is available, never over-estimates), as long as the producer copies data *before* publishing
+``written``. The counters live in one int64 array, ``state`` (indices ``*_FIELD``), so that the
+native audio callback (engine/io/native_callback.c) can run either side of a ring without Python;
+an aligned int64 store is atomic there and here. Depends on nothing in engine/.
 
 Two write policies, one per direction of the live stream:
 
@@ -28,6 +30,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# RingBuffer.state, shared with engine/io/native_callback.c (keep both in step)
+(WRITTEN_FIELD, READ_FIELD, DROPPED_FIELD, UNDERFLOW_FRAMES_FIELD, UNDERFLOW_EVENTS_FIELD, OVERFLOW_FRAMES_FIELD,
+ WRITING_FIELD) = range(7)
+STATE_FIELDS = 7
+
 
 class RingBuffer:
     def __init__(self, capacity_frames: int, channels: int = 1):
@@ -36,12 +43,18 @@ class RingBuffer:
         self.capacity = int(capacity_frames)
         self.channels = int(channels)
         self._buf = np.zeros((self.capacity, self.channels), dtype=np.float32)
-        self.written = 0  # producer-owned
-        self.read = 0  # consumer-owned
-        self.dropped_frames = 0  # consumer-owned (overwrite policy)
-        self.underflow_frames = 0  # consumer-owned
-        self.underflow_events = 0  # consumer-owned: reads that came up short
-        self.overflow_frames = 0  # producer-owned (refusing policy)
+        self.state = np.zeros(STATE_FIELDS, dtype=np.int64)
+
+    # Owners: written, overflow_frames: the producer; read, dropped_frames, underflow_*: the consumer.
+    written = property(lambda self: int(self.state[WRITTEN_FIELD]))
+    read = property(lambda self: int(self.state[READ_FIELD]))
+    dropped_frames = property(lambda self: int(self.state[DROPPED_FIELD]))  # overwrite policy
+    underflow_frames = property(lambda self: int(self.state[UNDERFLOW_FRAMES_FIELD]))
+    underflow_events = property(lambda self: int(self.state[UNDERFLOW_EVENTS_FIELD]))  # short reads
+    overflow_frames = property(lambda self: int(self.state[OVERFLOW_FRAMES_FIELD]))  # refusing policy
+    # Where the producer's copy in progress will end (``written`` between copies): set before the
+    # copy, so a reader can tell a copy that overwrote what it read from one that has not started.
+    writing = property(lambda self: int(self.state[WRITING_FIELD]))
 
     # ---------------------------------------------------------------- both sides
     def available(self) -> int:
@@ -69,28 +82,30 @@ class RingBuffer:
         if n > self.capacity:
             # Only the newest `capacity` frames can survive; publish the skipped ones as written
             # so the consumer's overrun arithmetic counts them as dropped.
-            self.written += n - self.capacity
+            self.state[WRITTEN_FIELD] += n - self.capacity
             data = data[n - self.capacity :]
             n = self.capacity
+        self.state[WRITING_FIELD] = self.written + n
         self._copy_in(data, n)
-        self.written += n
+        self.state[WRITTEN_FIELD] += n
 
     def write(self, data: np.ndarray) -> int:
         """Append what fits of ``data``; returns frames written, counts the rest as overflow."""
         n = min(len(data), self.free())
         if n < len(data):
-            self.overflow_frames += len(data) - n
+            self.state[OVERFLOW_FRAMES_FIELD] += len(data) - n
         if n > 0:
+            self.state[WRITING_FIELD] = self.written + n
             self._copy_in(data, n)
-            self.written += n
+            self.state[WRITTEN_FIELD] += n
         return n
 
     # ---------------------------------------------------------------- consumer
     def _skip_overrun(self) -> None:
         behind = self.written - self.read
         if behind > self.capacity:
-            self.dropped_frames += behind - self.capacity
-            self.read = self.written - self.capacity
+            self.state[DROPPED_FIELD] += behind - self.capacity
+            self.state[READ_FIELD] = self.written - self.capacity
 
     def _copy_out(self, out: np.ndarray, start_frame: int, n: int) -> None:
         start = start_frame % self.capacity
@@ -117,8 +132,11 @@ class RingBuffer:
                 return False
             start = self.read
             self._copy_out(out, start, n)
-            if self.written - start <= self.capacity:
-                self.read = start + n
+            # ``writing`` is claimed before a copy in, so it also counts a copy still under way
+            # (the native callback's, which runs without the interpreter lock, or one the lock
+            # interrupted): nothing copied out was being overwritten
+            if self.writing - start <= self.capacity:
+                self.state[READ_FIELD] = start + n
                 return True
             # lapped during the copy: drop what may be torn and try again from the oldest intact
         return False
@@ -130,15 +148,15 @@ class RingBuffer:
         avail = min(self.written - self.read, n)
         if avail > 0:
             self._copy_out(out, self.read, avail)
-            self.read += avail
+            self.state[READ_FIELD] += avail
         if avail < n:
             out[avail:] = 0.0
-            self.underflow_frames += n - avail
-            self.underflow_events += 1
+            self.state[UNDERFLOW_FRAMES_FIELD] += n - avail
+            self.state[UNDERFLOW_EVENTS_FIELD] += 1
         return avail
 
     def discard(self, n: int) -> int:
         """Consumer side: drop up to ``n`` of the oldest frames (latency trimming)."""
         n = max(0, min(n, self.written - self.read))
-        self.read += n
+        self.state[READ_FIELD] += n
         return n

@@ -14,29 +14,42 @@ import time
 
 import numpy as np
 
-from engine.ringbuffer import RingBuffer
+from engine.ringbuffer import WRITTEN_FIELD, RingBuffer
 
 SCRATCH_FRAMES = 16384  # larger than any callback PortAudio is asked for
 ARRIVALS = 64  # input callbacks remembered (when, and the ring's written count after each)
 
 
+# CallbackCounters.state, shared with engine/io/native_callback.c (keep both in step)
+(INPUT_CALLBACKS_FIELD, OUTPUT_CALLBACKS_FIELD, DEVICE_XRUNS_FIELD, OVERSIZED_CALLBACKS_FIELD, MAX_FRAMES_FIELD,
+ INPUT_THREAD_ID_FIELD, OUTPUT_THREAD_ID_FIELD) = range(7)
+COUNTER_FIELDS = 7
+
+
 class CallbackCounters:
+    """What the audio callbacks count, in arrays both these Python callbacks and the native one
+    (engine/io/native_callback.c) write."""
+
     def __init__(self) -> None:
-        self.input_callbacks = 0
-        self.output_callbacks = 0
-        self.device_xruns = 0  # PortAudio status flags (input overflow / output underflow)
-        self.oversized_callbacks = 0
-        self.max_frames = 0  # largest callback seen: the jitter the output ring must absorb
-        # The OS thread ids the callbacks run on (0 until the first callback), so the worker can
-        # give them its own priority (priority.raise_callback_thread); set once, then only read.
-        self.input_thread_id = 0
-        self.output_thread_id = 0
+        self.state = np.zeros(COUNTER_FIELDS, dtype=np.int64)
         # When the last ARRIVALS input callbacks ran (time.monotonic()) and how far the input ring
         # had been written after each (slot = callback number % ARRIVALS): how long a block's input
         # waited for the worker (Worker._input_wait_ms). NB: a slot being written while the worker
         # reads it gives one wrong figure in a diagnosis, nothing worse.
         self.arrival_s = np.zeros(ARRIVALS)
         self.arrival_written = np.zeros(ARRIVALS, dtype=np.int64)
+
+    input_callbacks = property(lambda self: int(self.state[INPUT_CALLBACKS_FIELD]))
+    output_callbacks = property(lambda self: int(self.state[OUTPUT_CALLBACKS_FIELD]))
+    # PortAudio status flags (input overflow / output underflow)
+    device_xruns = property(lambda self: int(self.state[DEVICE_XRUNS_FIELD]))
+    oversized_callbacks = property(lambda self: int(self.state[OVERSIZED_CALLBACKS_FIELD]))
+    # The largest callback seen: the jitter the output ring must absorb.
+    max_frames = property(lambda self: int(self.state[MAX_FRAMES_FIELD]))
+    # The OS thread ids the callbacks run on (0 until the first callback), so the worker can give
+    # them its own priority (priority.raise_callback_thread); set once, then only read.
+    input_thread_id = property(lambda self: int(self.state[INPUT_THREAD_ID_FIELD]))
+    output_thread_id = property(lambda self: int(self.state[OUTPUT_THREAD_ID_FIELD]))
 
     def input_due_s(self, written: int, sample_rate: float) -> float:
         """When the input ring's written count should first reach ``written`` (time.monotonic()), so
@@ -69,24 +82,28 @@ _native_id = threading.get_native_id  # bound here: the callback imports and loo
 _monotonic = time.monotonic
 
 
+def _note_callback(c: np.ndarray, thread_field: int, frames: int, status) -> None:
+    if not c[thread_field]:
+        c[thread_field] = _native_id()
+    if status:
+        c[DEVICE_XRUNS_FIELD] += 1
+    if frames > c[MAX_FRAMES_FIELD]:
+        c[MAX_FRAMES_FIELD] = frames
+
+
 class InputSide:
     def __init__(self, ring: RingBuffer, counters: CallbackCounters):
         self.ring = ring
         self.counters = counters
 
     def __call__(self, indata, frames, time_info, status):
-        if not self.counters.input_thread_id:
-            self.counters.input_thread_id = _native_id()
-        if status:
-            self.counters.device_xruns += 1
-        if frames > self.counters.max_frames:
-            self.counters.max_frames = frames
-        self.ring.write_overwrite(indata)
         c = self.counters
-        slot = c.input_callbacks % ARRIVALS
+        _note_callback(c.state, INPUT_THREAD_ID_FIELD, frames, status)
+        self.ring.write_overwrite(indata)
+        slot = c.state[INPUT_CALLBACKS_FIELD] % ARRIVALS
         c.arrival_s[slot] = _monotonic()
-        c.arrival_written[slot] = self.ring.written
-        c.input_callbacks += 1
+        c.arrival_written[slot] = self.ring.state[WRITTEN_FIELD]
+        c.state[INPUT_CALLBACKS_FIELD] += 1
 
 
 class OutputSide:
@@ -96,21 +113,17 @@ class OutputSide:
         self.scratch = np.zeros(SCRATCH_FRAMES, dtype=np.float32)
 
     def __call__(self, outdata, frames, time_info, status):
-        if not self.counters.output_thread_id:
-            self.counters.output_thread_id = _native_id()
-        if status:
-            self.counters.device_xruns += 1
-        if frames > self.counters.max_frames:
-            self.counters.max_frames = frames
+        c = self.counters.state
+        _note_callback(c, OUTPUT_THREAD_ID_FIELD, frames, status)
         if frames > SCRATCH_FRAMES:
             outdata.fill(0.0)
-            self.counters.oversized_callbacks += 1
+            c[OVERSIZED_CALLBACKS_FIELD] += 1
         else:
             mono = self.scratch[:frames]
             self.ring.read_into(mono)
             # Every output channel gets the mono signal (broadcast copy, no allocation).
             np.copyto(outdata, mono[:, None])
-        self.counters.output_callbacks += 1
+        c[OUTPUT_CALLBACKS_FIELD] += 1
 
 
 class DuplexSide:
