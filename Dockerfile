@@ -15,14 +15,15 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/autovoice
 ENV PATH=/opt/autovoice/bin:$PATH
 # torch first, from PyTorch's CUDA 12.8 index: the package AutoVoice then installs keeps this build.
 RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cu128
 WORKDIR /src
-COPY pyproject.toml README.md autovoice.py ./
+# setup.py builds the native audio callback (engine/io/native_callback.c) with the compiler above.
+COPY pyproject.toml setup.py README.md autovoice.py ./
 COPY engine ./engine
 COPY autovoice_desktop ./autovoice_desktop
 COPY cuda_ops ./cuda_ops
@@ -33,7 +34,7 @@ COPY cuda_ops ./cuda_ops
 RUN pip install ".[server,neural]" \
  && pip uninstall -y onnxruntime && pip install "onnxruntime-gpu>=1.20" \
  && pip install --no-deps "torchfcpe==0.0.4" \
- && python -c "import engine.server.app, torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
+ && cd / && python -c "import engine.server.app, engine.io._native_callback, torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
 
 # ---- runtime: the same CUDA runtime base, the environment, an unprivileged user
 FROM nvidia/cuda:12.8.1-runtime-ubuntu24.04

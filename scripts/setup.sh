@@ -12,7 +12,8 @@ fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 
 stamp=.venv/.autovoice-setup
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+# setup.py and the native callback's source too: a change rebuilds the extension (pip install -e below).
+want=$(cat pyproject.toml setup.py engine/io/native_build.py engine/io/native_callback.c scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi

@@ -24,6 +24,7 @@ from engine.config import AudioConfig
 from engine.errors import DeviceError
 from engine.io.callbacks import CallbackCounters, DuplexSide, InputSide, OutputSide
 from engine.io.devices import DeviceInfo, sounddevice
+from engine.io.native import NativeSides, native_wanted
 from engine.io.portaudio import close_in_background
 from engine.ringbuffer import RingBuffer
 
@@ -77,6 +78,8 @@ class RealtimeStream:
         self.finished_unexpectedly = False
         self.started_at = 0.0
         self.device_latency_ms = 0.0
+        # Which audio callback runs: the native one (True) or Python's, and why not the native one.
+        self.native, self.callback_note = False, ""
 
     @staticmethod
     def ring_frames(config: AudioConfig, rate: int, burst_ms: float | None, margin_ms: float | None,
@@ -130,6 +133,7 @@ class RealtimeStream:
         self.out_ring.write(silence)
         if self.mon_ring is not None:
             self.mon_ring.write(silence)
+        self.native, self.callback_note = native_wanted()
         inp = InputSide(self.in_ring, self.counters)
         out = OutputSide(self.out_ring, self.counters)
         common = dict(samplerate=self.sample_rate, dtype="float32", latency=self.config.device_latency,
@@ -138,24 +142,23 @@ class RealtimeStream:
             opened_duplex = False
             if self.input_device.hostapi == self.output_device.hostapi:
                 try:
-                    s = sd.Stream(device=(self.input_device.index, self.output_device.index),
-                                  channels=(self.in_channels, self.out_channels), callback=DuplexSide(inp, out), **common)
-                    self._streams.append(s)
+                    s = self._open(sd, "duplex", (self.input_device.index, self.output_device.index),
+                                   (self.in_channels, self.out_channels), DuplexSide(inp, out),
+                                   self.in_ring, self.out_ring, self.counters, common)
                     lat = s.latency
                     self.device_latency_ms = 1000.0 * (lat[0] + lat[1])
                     opened_duplex = True
                 except Exception:  # noqa: BLE001 - fall back to two streams below
                     opened_duplex = False
             if not opened_duplex:
-                si = sd.InputStream(device=self.input_device.index, channels=self.in_channels, callback=inp, **common)
-                self._streams.append(si)
-                so = sd.OutputStream(device=self.output_device.index, channels=self.out_channels, callback=out, **common)
-                self._streams.append(so)
+                si = self._open(sd, "input", self.input_device.index, self.in_channels, inp,
+                                self.in_ring, None, self.counters, common)
+                so = self._open(sd, "output", self.output_device.index, self.out_channels, out,
+                                None, self.out_ring, self.counters, common)
                 self.device_latency_ms = 1000.0 * (si.latency + so.latency)
             if self.monitor_device is not None:
-                sm = sd.OutputStream(device=self.monitor_device.index, channels=1,
-                                     callback=OutputSide(self.mon_ring, self.mon_counters), **common)
-                self._streams.append(sm)
+                self._open(sd, "output", self.monitor_device.index, 1, OutputSide(self.mon_ring, self.mon_counters),
+                           None, self.mon_ring, self.mon_counters, common)
             self.started_at = time.monotonic()
             for s in self._streams:
                 s.start()
@@ -168,6 +171,24 @@ class RealtimeStream:
                 f"The audio device could not be opened ({exc}); check that it is plugged in and not "
                 "used exclusively by another program, then try again or pick another device."
             ) from None
+
+    def _open(self, sd, kind: str, device, channels, python_callback, in_ring: RingBuffer | None,
+              out_ring: RingBuffer | None, counters: CallbackCounters, common: dict):
+        """One PortAudio stream of ``kind`` ("duplex", "input", "output") on these rings: with the
+        native callback (engine/io/native.py) when ``self.native``, else ``python_callback``."""
+        if self.native:
+            out_channels = channels[1] if kind == "duplex" else channels
+            sides = NativeSides(in_ring, out_ring, counters, out_channels if out_ring is not None else 1)
+            # NB: _StreamBase is sounddevice's documented base for C callbacks (rtmixer uses it);
+            # the stream keeps ``sides`` (the C struct and the arrays it points at) alive.
+            s = sd._StreamBase(kind=kind, device=device, channels=channels, callback=sides.callback,
+                               userdata=sides.userdata, **common)
+            s.autovoice_sides = sides
+        else:
+            opener = {"duplex": sd.Stream, "input": sd.InputStream, "output": sd.OutputStream}[kind]
+            s = opener(device=device, channels=channels, callback=python_callback, **common)
+        self._streams.append(s)
+        return s
 
     @property
     def active(self) -> bool:

@@ -123,12 +123,14 @@ def test_the_image_copies_everything_the_package_installs():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     wanted = {f"{m}.py" for m in project.get("py-modules", [])}
     wanted |= {pattern.rstrip("*") for pattern in project["packages"]["find"]["include"]}
+    wanted.add("setup.py")  # it builds the native audio callback
     copied = set()
     for ins, args in dockerfile():
         if ins == "COPY" and "--from=" not in args:
             copied |= {src.rstrip("/") for src in shlex.split(args)[:-1]}
     assert wanted <= copied, f"the Dockerfile does not copy {sorted(wanted - copied)}"
     assert "onnxruntime-gpu" in (ROOT / "Dockerfile").read_text()  # ONNX voices on the GPU in the image
+    assert "engine.io._native_callback" in (ROOT / "Dockerfile").read_text()  # built, or the build fails
 
 
 # ---------------------------------------------------------------------- compose, Prometheus, Grafana
