@@ -440,6 +440,8 @@ def cmd_live(args: argparse.Namespace) -> int:
               + f" at {s.sample_rate} Hz with voice '{s.voice_name}'. Ctrl-C stops.", file=sys.stderr)
         if s.worker_priority != "realtime" and s.worker_priority_detail:
             print(f"Conversion thread priority: {s.worker_priority_detail}.", file=sys.stderr)
+        if s.audio_callback_detail:
+            print(f"Audio callback: Python, because {s.audio_callback_detail}.", file=sys.stderr)
         tty = sys.stderr.isatty()
         deadline = time.monotonic() + args.seconds if args.seconds else None
         last_print = 0.0

@@ -165,6 +165,8 @@ class PerformancePanel(QWidget):
         field("total", "Total latency", "Mouth to speaker (or to the virtual cable).")
         field("priority", "Worker priority", "How the OS schedules the conversion thread while it streams: "
               "real-time keeps it on time on a busy machine. Advanced settings turn it off.")
+        field("callback", "Audio callback", "What moves the samples between the sound device and the engine while "
+              "it streams: native code that never waits for Python, or the Python fallback (and why).")
         lay.addLayout(lat)
 
         self.compute_label = QLabel("Compute per block")
@@ -220,6 +222,9 @@ class PerformancePanel(QWidget):
         _set(f["total"], f"{s.total_latency_ms:.1f} ms")
         _set(f["priority"], s.worker_priority or "\u2014")
         f["priority"].setToolTip(s.worker_priority_detail or "Shown while a stream runs.")
+        _set(f["callback"], s.audio_callback or "\u2014")
+        f["callback"].setToolTip(s.audio_callback_detail or ("Shown while a stream runs." if not s.audio_callback
+                                                             else "Native: it never waits for Python."))
         if s.running and s.blocks_processed:
             pct = int(round(1000 * min(s.compute_load, 1.0)))
             if self.compute_bar.value() != pct:

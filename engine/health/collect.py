@@ -123,6 +123,8 @@ def collect(
         voice_hint=_voice_hint(voice, chain),
         worker_priority=w.priority.kind if chain is not None and w.priority else None,
         worker_priority_detail=w.priority.detail if chain is not None and w.priority else None,
+        audio_callback=("native" if stream.native else "python") if stream else None,
+        audio_callback_detail=stream.callback_note or None if stream else None,
     )
 
 

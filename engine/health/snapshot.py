@@ -79,6 +79,10 @@ class HealthSnapshot:
     # the conversion thread's scheduling while it streams: "realtime", "raised" or "normal", and why
     worker_priority: str | None = None
     worker_priority_detail: str | None = None
+    # which audio callback moves the samples while it streams: "native" (C, never waits for
+    # Python) or "python", and why not the native one
+    audio_callback: str | None = None
+    audio_callback_detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

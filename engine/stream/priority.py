@@ -20,8 +20,8 @@ scheduling (Linux threads do): a neural voice's torch helper threads, created on
 parallel operation, so they take up work as promptly as the worker hands it out. They step down with
 the worker, and come back up with it (:func:`_helpers`); they stay as they are while no stream runs,
 asleep. A real-time worker also raises the audio callback threads when the sound library runs
-them at normal priority (:func:`raise_callback_thread`), since the worker waits for the interpreter
-lock they hold. Windows (MMCSS) and macOS (time-constraint threads) are not done yet and say so.
+them at normal priority (:func:`raise_callback_thread`), so that neither it nor a busy machine
+keeps them off a core. Windows (MMCSS) and macOS (time-constraint threads) are not done yet and say so.
 """
 
 from __future__ import annotations
@@ -150,10 +150,11 @@ def raise_callback_thread(tid: int, held: Priority) -> bool:
     real-time worker's (``held``); a thread the sound library already schedules real-time is left
     alone. True if this raised it.
 
-    Why: the callbacks are Python and hold the interpreter lock while they copy. A callback thread
-    at normal priority that a busy machine takes off its core in those microseconds keeps the lock
-    for as long, and the real-time worker waits for it: the worker's priority is then worth what
-    the callback thread's is. PortAudio runs its callbacks at normal priority on ALSA (PulseAudio
+    Why: a callback thread at normal priority can be kept off a core by a busy machine, the
+    real-time worker included, and its output is then late. The Python callbacks (the fallback for
+    the native one, engine/io/native.py) also hold the interpreter lock while they copy: taken off
+    its core in those microseconds, such a thread keeps the lock for as long, and the real-time
+    worker waits for it. PortAudio runs its callbacks at normal priority on ALSA (PulseAudio
     and PipeWire through it) and with a JACK server that is not real-time itself. The thread may
     outlive the stream (PortAudio keeps one JACK client for all its streams): the worker gives the
     priority back with :func:`lower_callback_thread` when the stream stops."""

@@ -480,8 +480,9 @@ class Worker:
 
     def _raise_callbacks(self, chain: LiveChain) -> None:
         """Each callback thread, once it has run, gets priority just above a real-time worker's
-        (priority.raise_callback_thread: the worker would otherwise wait on the interpreter lock
-        behind a normal-priority callback thread that a busy machine took off its core)."""
+        (priority.raise_callback_thread: a busy machine, this worker included, would otherwise
+        keep a normal-priority callback thread off its core, and the Python callbacks' interpreter
+        lock with it)."""
         pending, raised = [], 0
         for counters, attr in chain.callbacks_to_raise:
             tid = getattr(counters, attr)
