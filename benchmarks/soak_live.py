@@ -18,7 +18,8 @@ in them) and the underflows in those: what the stream does while a busy host lea
 Baseline in the same run: each voice is also run with AUTOVOICE_STREAM_GC=0 (garbage collection
 left as Python does it; ``--baseline callbacks``: AUTOVOICE_CALLBACK_PRIORITY=0, the audio callback
 threads left at the sound library's priority; ``--baseline polling``: AUTOVOICE_INPUT_DUE=0, the
-worker polling for input every 0.5 ms instead of sleeping until it is due) unless --no-baseline is given. --hog keeps one core busy beside it.
+worker polling for input every 0.5 ms instead of sleeping until it is due; ``--baseline native``:
+AUTOVOICE_NATIVE_CALLBACK=0, the Python audio callbacks instead of the native one) unless --no-baseline is given. --hog keeps one core busy beside it.
 --rt-jack starts the JACK server real-time scheduled (as JACK and PipeWire run on desktops; the
 default is the unscheduled server issue 14 measured on). --parallel soaks all the voices at once,
 each on its own JACK server: a busier machine than one stream alone (each run is the others' load),
@@ -164,7 +165,8 @@ def hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-BASELINE_ENV = {"gc": "AUTOVOICE_STREAM_GC", "callbacks": "AUTOVOICE_CALLBACK_PRIORITY", "polling": "AUTOVOICE_INPUT_DUE"}
+BASELINE_ENV = {"gc": "AUTOVOICE_STREAM_GC", "callbacks": "AUTOVOICE_CALLBACK_PRIORITY", "polling": "AUTOVOICE_INPUT_DUE",
+                "native": "AUTOVOICE_NATIVE_CALLBACK"}
 
 
 def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], with_hog: bool, server: str | None = None,
@@ -304,6 +306,7 @@ def soak(voice: str, seconds: float, baseline: str | None, extra: list[str], wit
         "buffer_ms": s["buffer_latency_ms"], "buffer_growth_ms": s.get("buffer_growth_ms", 0.0),
         "buffer_start_ms": s.get("buffer_start_ms"),
         "total_latency_ms": s["total_latency_ms"], "worker_priority": s.get("worker_priority"),
+        "audio_callback": s.get("audio_callback"),
         "gui_thread_cpu_ms_per_s": s.get("gui_thread_cpu_ms_per_s"),  # the app front only
         "underflow_causes": causes,
     }
@@ -464,8 +467,8 @@ def main() -> None:
     ap.add_argument("--hog", action="store_true", help="keep one core busy beside AutoVoice")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baseline runs")
     ap.add_argument("--baseline", choices=sorted(BASELINE_ENV), default="gc",
-                    help="what the baseline runs turn off: the GC policy (default), the callback threads' priority "
-                         "or the worker's sleep until input is due")
+                    help="what the baseline runs turn off: the GC policy (default), the callback threads' priority, "
+                         "the worker's sleep until input is due or the native audio callback")
     ap.add_argument("--prefill-ms", type=float, help="passed to autovoice live")
     ap.add_argument("--fixed-latency", action="store_true", help="passed to autovoice live")
     ap.add_argument("--normal-priority", action="store_true", help="passed to autovoice live")
@@ -548,7 +551,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         run = {None: "as shipped", "gc": "GC policy off (baseline)", "callbacks": "callbacks not raised (baseline)",
-               "polling": "polling for input (baseline)"}
+               "polling": "polling for input (baseline)", "native": "Python callbacks (baseline)"}
         front = " (app)" if r.get("front") == "app" else ""
         print(f"| `{r['voice']}`{front} | {run[r['baseline']]} | {'yes' if r['hog'] else 'no'}"
               f"{' + %d streams' % r['alongside'] if r.get('alongside') else ''} "
