@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cffi
@@ -30,10 +31,8 @@ int av_callback(const void *input, void *output, unsigned long frames, const voi
 ffibuilder = cffi.FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source("engine.io._native_callback", (HERE / "native_callback.c").read_text(),
-                      extra_compile_args=[] if __import__("os").name == "nt" else ["-O2"])
+                      extra_compile_args=[] if os.name == "nt" else ["-O2"])
 
 if __name__ == "__main__":
-    import os
-
     os.chdir(HERE.parent.parent)  # the module lands at engine/io/ as engine.io._native_callback
     ffibuilder.compile(verbose=True)

@@ -20,6 +20,9 @@
 
 #if defined(_WIN32)
 #include <windows.h>
+#if defined(_MSC_VER)
+#include <intrin.h> /* _ReadWriteBarrier */
+#endif
 #elif defined(__APPLE__)
 #include <pthread.h>
 #else
