@@ -134,8 +134,6 @@ class RealtimeStream:
         if self.mon_ring is not None:
             self.mon_ring.write(silence)
         self.native, self.callback_note = native_wanted()
-        inp = InputSide(self.in_ring, self.counters)
-        out = OutputSide(self.out_ring, self.counters)
         common = dict(samplerate=self.sample_rate, dtype="float32", latency=self.config.device_latency,
                       finished_callback=self._on_finished)
         try:
@@ -143,22 +141,21 @@ class RealtimeStream:
             if self.input_device.hostapi == self.output_device.hostapi:
                 try:
                     s = self._open(sd, "duplex", (self.input_device.index, self.output_device.index),
-                                   (self.in_channels, self.out_channels), DuplexSide(inp, out),
-                                   self.in_ring, self.out_ring, self.counters, common)
+                                   (self.in_channels, self.out_channels), self.in_ring, self.out_ring,
+                                   self.counters, common)
                     lat = s.latency
                     self.device_latency_ms = 1000.0 * (lat[0] + lat[1])
                     opened_duplex = True
                 except Exception:  # noqa: BLE001 - fall back to two streams below
                     opened_duplex = False
             if not opened_duplex:
-                si = self._open(sd, "input", self.input_device.index, self.in_channels, inp,
-                                self.in_ring, None, self.counters, common)
-                so = self._open(sd, "output", self.output_device.index, self.out_channels, out,
-                                None, self.out_ring, self.counters, common)
+                si = self._open(sd, "input", self.input_device.index, self.in_channels, self.in_ring, None,
+                                self.counters, common)
+                so = self._open(sd, "output", self.output_device.index, self.out_channels, None, self.out_ring,
+                                self.counters, common)
                 self.device_latency_ms = 1000.0 * (si.latency + so.latency)
             if self.monitor_device is not None:
-                self._open(sd, "output", self.monitor_device.index, 1, OutputSide(self.mon_ring, self.mon_counters),
-                           None, self.mon_ring, self.mon_counters, common)
+                self._open(sd, "output", self.monitor_device.index, 1, None, self.mon_ring, self.mon_counters, common)
             self.started_at = time.monotonic()
             for s in self._streams:
                 s.start()
@@ -172,21 +169,26 @@ class RealtimeStream:
                 "used exclusively by another program, then try again or pick another device."
             ) from None
 
-    def _open(self, sd, kind: str, device, channels, python_callback, in_ring: RingBuffer | None,
-              out_ring: RingBuffer | None, counters: CallbackCounters, common: dict):
+    def _open(self, sd, kind: str, device, channels, in_ring: RingBuffer | None, out_ring: RingBuffer | None,
+              counters: CallbackCounters, common: dict):
         """One PortAudio stream of ``kind`` ("duplex", "input", "output") on these rings: with the
-        native callback (engine/io/native.py) when ``self.native``, else ``python_callback``."""
+        native callback (engine/io/native.py) when ``self.native``, else with the Python ones."""
         if self.native:
             out_channels = channels[1] if kind == "duplex" else channels
             sides = NativeSides(in_ring, out_ring, counters, out_channels if out_ring is not None else 1)
-            # NB: _StreamBase is sounddevice's documented base for C callbacks (rtmixer uses it);
-            # the stream keeps ``sides`` (the C struct and the arrays it points at) alive.
+            # NB: sounddevice's _StreamBase takes a C callback and its userdata (rtmixer builds on
+            # it too); the stream keeps ``sides`` (the C struct and the arrays it points at) alive.
             s = sd._StreamBase(kind=kind, device=device, channels=channels, callback=sides.callback,
                                userdata=sides.userdata, **common)
             s.autovoice_sides = sides
         else:
-            opener = {"duplex": sd.Stream, "input": sd.InputStream, "output": sd.OutputStream}[kind]
-            s = opener(device=device, channels=channels, callback=python_callback, **common)
+            inp = InputSide(in_ring, counters) if in_ring is not None else None
+            out = OutputSide(out_ring, counters) if out_ring is not None else None
+            if kind == "duplex":
+                opener, callback = sd.Stream, DuplexSide(inp, out)
+            else:
+                opener, callback = (sd.InputStream, inp) if kind == "input" else (sd.OutputStream, out)
+            s = opener(device=device, channels=channels, callback=callback, **common)
         self._streams.append(s)
         return s
 
