@@ -78,7 +78,8 @@ def test_status_and_performance_panels_reflect_the_snapshot(window, qtbot):
                 compute_ms_p99=14.0, compute_ms_mean=9.0, block_ms=10.0, compute_load=1.4, blocks_processed=500,
                 output_underflows=7, suggestion="Conversion takes 14.0 ms per 10 ms block (p99), too slow for real time.",
                 voice_device="cuda:0", voice_device_note=None,
-                voice_parts="resampling: cuda:0 (windowed sinc)\ncontent encoder: cuda:0\nsola: cuda:0 (Triton)")
+                voice_parts="resampling: cuda:0 (windowed sinc)\ncontent encoder: cuda:0\nsola: cuda:0 (Triton)",
+                audio_callback="python", audio_callback_detail="the native callback is turned off (AUTOVOICE_NATIVE_CALLBACK=0)")
     window.controller.snapshotUpdated.emit(s)
     sp, pp = window.status_panel, window.performance
     assert sp.values["compute"].text() == "cuda:0" and sp.dots["compute"].property("state") == "ok"
@@ -92,6 +93,7 @@ def test_status_and_performance_panels_reflect_the_snapshot(window, qtbot):
     assert pp.compute_bar.value() == 1000
     assert "14.00 ms of 10.0 ms" in pp.compute_bar.format()
     assert pp.fields["underflows"].text() == "7"
+    assert pp.fields["callback"].text() == "python" and "AUTOVOICE_NATIVE_CALLBACK=0" in pp.fields["callback"].toolTip()
     assert pp.suggestion.isVisible() and "too slow" in pp.suggestion.text()
 
     ok = replace(s, gpu_available=False, gpu_name=None, last_error=None, compute_load=0.3, suggestion=None,
