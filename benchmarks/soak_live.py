@@ -7,8 +7,10 @@ blocks, output underflows (events and frames), input overflows, JACK xruns, comp
 garbage collections (full ones and the longest pause) and how far the adaptive buffer grew; then,
 for each underflow, what the timeline shows just before it (a gap between blocks, a collection, and
 whose the wait was: input that had been complete for WORKER_LATE_MS or more before the worker took
-it means the worker was late; otherwise the input itself came late, from the sound server) and
-whether the JACK server reported an xrun right then, and whether the server's own cycles paused
+it means the worker was late; otherwise a block whose work took SLOW_WORK_TIMES its usual time or
+more was slow itself (with how long the kernel had the worker on a CPU meanwhile: as long means
+it ran slower there), and else the input itself came late, from the sound server) and whether the
+JACK server reported an xrun right then, and whether the server's own cycles paused
 (this client notes when each cycle reached it: a gap of SERVER_PAUSE_PERIODS periods or more means
 the server itself fell behind, whatever AutoVoice did), and whether the hypervisor took CPU time
 from the machine then (``steal`` in /proc/stat: a virtual machine whose vCPUs stall is not quiet).
@@ -372,6 +374,23 @@ def late_worker_text(t: dict, i: int, waited_ms: float) -> str:
     return text + ")"
 
 
+SLOW_WORK_TIMES = 2.0  # a block whose work took this many times the run's median was slow itself
+
+
+def slow_work_text(t: dict, i: int, waited_ms: float) -> str:
+    """For an underflow whose input the worker took on time: a block's own work that took far
+    longer than usual (and how long the kernel had the worker on a CPU meanwhile: as long means it
+    ran slower there, on a virtual machine the host's doing), else the input itself came late."""
+    compute = t.get("compute_ms")
+    work = before_underflow(compute, i)
+    usual = float(np.median(compute)) if compute is not None and len(compute) else 0.0
+    if usual > 0 and work >= SLOW_WORK_TIMES * usual:
+        on_cpu = f"; on a CPU {before_underflow(t['on_cpu_ms'], i):.1f} ms meanwhile" if "on_cpu_ms" in t else ""
+        return (f"the worker took its input within {waited_ms:.1f} ms, but a block's work took {work:.1f} ms "
+                f"(median {usual:.1f} ms{on_cpu})")
+    return f"the input came late (the worker took it within {waited_ms:.1f} ms)"
+
+
 def worker_wait_ms(t: dict, i: int) -> float:
     """The longest the input of a block had waited for the worker, around underflow ``i``."""
     return before_underflow(t.get("input_wait_ms"), i)
@@ -444,8 +463,7 @@ def underflow_causes(t: dict, block_ms: float) -> list[str]:
         window = [(g, m) for a, m, g in zip(gc_at, gc_ms, gc_gen) if at[lo] - 0.05 <= a <= at[i + 1]]
         gc_text = ", ".join(f"gen{g} collection {m:.0f} ms" for g, m in window) or "no collection"
         waited = worker_wait_ms(t, i)
-        whose = (late_worker_text(t, i, waited) if waited >= WORKER_LATE_MS
-                 else f"the input came late (the worker took it within {waited:.1f} ms)")
+        whose = late_worker_text(t, i, waited) if waited >= WORKER_LATE_MS else slow_work_text(t, i, waited)
         whose += "; the JACK server reported an xrun then" if server_xrun_near(t, i) else "; no JACK xrun then"
         if "server_cycle_at_s" in t:
             pause = server_pause_ms(t, i)

@@ -45,6 +45,14 @@ def test_each_underflow_says_whose_it_was_and_whether_the_server_missed_cycles_t
     assert "the server's cycles were regular (longest gap 5.3 ms)" in second
     assert "hypervisor" not in first and "the hypervisor took 10 ms of CPU from this machine then" in second
 
+    # The worker took its input on time, but a block's own work took 9 times its usual (the
+    # kernel had it on a CPU as long: it ran slower there).
+    compute[450], on_cpu[450] = 9.0, 9.4
+    underflow[451:] += 64
+    slow = underflow_causes(t, 10.0)[1]
+    assert slow.startswith("+64 frames at 5 s") and "the input came late" not in slow
+    assert "the worker took its input within 0.5 ms, but a block's work took 9.0 ms (median 1.0 ms; on a CPU 9.4 ms meanwhile)" in slow
+
 
 def test_quiet_minutes_are_those_the_host_took_little_from_and_count_their_underflows():
     """Three and a half minutes: the host takes 5 s of CPU in the second minute only; underflows
