@@ -41,7 +41,7 @@ def native_wanted() -> tuple[bool, str]:
     machine = platform.machine()
     if machine.lower() not in ORDERED_MACHINES:
         return False, (f"the native callback runs on x86-64 processors only for now, and this one is {machine}: "
-                       "its hand-over of samples without locks is only proven there")
+                       "its hand-over of samples without locks is only checked there")
     if os.environ.get("AUTOVOICE_NATIVE_CALLBACK", "1") == "0":
         return False, "the native callback is turned off (AUTOVOICE_NATIVE_CALLBACK=0)"
     return True, ""
