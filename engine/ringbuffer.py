@@ -154,9 +154,3 @@ class RingBuffer:
             self.state[UNDERFLOW_FRAMES_FIELD] += n - avail
             self.state[UNDERFLOW_EVENTS_FIELD] += 1
         return avail
-
-    def discard(self, n: int) -> int:
-        """Consumer side: drop up to ``n`` of the oldest frames (latency trimming)."""
-        n = max(0, min(n, self.written - self.read))
-        self.state[READ_FIELD] += n
-        return n
