@@ -124,7 +124,7 @@ def collect(
         worker_priority=w.priority.kind if chain is not None and w.priority else None,
         worker_priority_detail=w.priority.detail if chain is not None and w.priority else None,
         audio_callback=("native" if stream.native else "python") if stream else None,
-        audio_callback_detail=stream.callback_note or None if stream else None,
+        audio_callback_detail=(stream.callback_note or None) if stream else None,
     )
 
 

@@ -10,7 +10,7 @@ import cffi
 
 HERE = Path(__file__).resolve().parent
 
-# What Python sees of native_callback.c (its structs and the functions the tests call).
+# What Python sees of native_callback.c: its structs (NativeSides fills them) and the callback.
 CDEF = """
 struct av_ring { float *buf; int64_t *state; int64_t capacity; int64_t channels; };
 struct av_sides {
@@ -22,8 +22,6 @@ struct av_sides {
     int64_t *arrival_written;
     int64_t arrivals;
 };
-void av_ring_write_overwrite(struct av_ring *r, const float *data, int64_t n);
-int64_t av_ring_read_into(struct av_ring *r, float *out, int64_t n, int64_t channels);
 int av_callback(const void *input, void *output, unsigned long frames, const void *time_info,
                 unsigned long status, void *user);
 """

@@ -101,7 +101,7 @@ static void note_callback(struct av_sides *s, int64_t tid_field, unsigned long f
 }
 
 /* RingBuffer.write_overwrite: never refuses; the oldest frames go when the reader is behind. */
-void av_ring_write_overwrite(struct av_ring *r, const float *data, int64_t n)
+static void ring_write_overwrite(struct av_ring *r, const float *data, int64_t n)
 {
     int64_t written = r->state[WRITTEN];  /* ours alone */
     if (n > r->capacity) {
@@ -122,7 +122,7 @@ void av_ring_write_overwrite(struct av_ring *r, const float *data, int64_t n)
 
 /* RingBuffer.read_into for a mono ring into a device buffer of ``channels`` interleaved channels:
  * the whole buffer is filled, zeros for what is missing (counted as underflow). */
-int64_t av_ring_read_into(struct av_ring *r, float *out, int64_t n, int64_t channels)
+static int64_t ring_read_into(struct av_ring *r, float *out, int64_t n, int64_t channels)
 {
     int64_t written = LOAD_ACQUIRE(&r->state[WRITTEN]);
     int64_t read = r->state[READ];  /* ours alone */
@@ -153,7 +153,7 @@ int av_callback(const void *input, void *output, unsigned long frames, const voi
     (void)time_info;
     if (s->in.buf && input) {
         note_callback(s, INPUT_THREAD_ID, frames, status);
-        av_ring_write_overwrite(&s->in, (const float *)input, (int64_t)frames);
+        ring_write_overwrite(&s->in, (const float *)input, (int64_t)frames);
         int64_t k = s->counters[INPUT_CALLBACKS];
         s->arrival_s[k % s->arrivals] = monotonic_s();
         s->arrival_written[k % s->arrivals] = s->in.state[WRITTEN];
@@ -162,7 +162,7 @@ int av_callback(const void *input, void *output, unsigned long frames, const voi
     if (s->out.buf && output) {
         /* a duplex callback's status was counted once, on the input side */
         note_callback(s, OUTPUT_THREAD_ID, frames, s->in.buf && input ? 0 : status);
-        av_ring_read_into(&s->out, (float *)output, (int64_t)frames, s->out_channels);
+        ring_read_into(&s->out, (float *)output, (int64_t)frames, s->out_channels);
         s->counters[OUTPUT_CALLBACKS] += 1;
     }
     return 0; /* paContinue */
