@@ -11,8 +11,8 @@ Positions are two ever-growing frame counts, ``written`` (advanced only by the p
 NB: thread safety without locks. Each counter has exactly one writer thread; a reader of the other
 side's counter sees either the old or the new value, both of which are safe (it under-estimates what
 is available, never over-estimates), as long as the producer copies data *before* publishing
-``written``. The counters live in one int64 array, ``state`` (indices ``*_FIELD``), so that the
-native audio callback (engine/io/native_callback.c) can run either side of a ring without Python;
+``written`` and each decision reads the other side's counter once. The counters live in one int64
+array, ``state`` (indices ``*_FIELD``), so that the native audio callback (engine/io/native_callback.c) can run either side of a ring without Python;
 an aligned int64 store is atomic there and here. Depends on nothing in engine/.
 
 Two write policies, one per direction of the live stream:
@@ -102,10 +102,14 @@ class RingBuffer:
 
     # ---------------------------------------------------------------- consumer
     def _skip_overrun(self) -> None:
-        behind = self.written - self.read
+        # ``written`` is read once: the producer may advance it between two reads (the native
+        # callback runs without the interpreter lock), and frames skipped past a second, newer
+        # value would be lost without being counted
+        written = self.written
+        behind = written - self.read
         if behind > self.capacity:
             self.state[DROPPED_FIELD] += behind - self.capacity
-            self.state[READ_FIELD] = self.written - self.capacity
+            self.state[READ_FIELD] = written - self.capacity
 
     def _copy_out(self, out: np.ndarray, start_frame: int, n: int) -> None:
         start = start_frame % self.capacity

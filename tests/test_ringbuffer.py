@@ -2,7 +2,7 @@ import threading
 
 import numpy as np
 
-from engine.ringbuffer import RingBuffer
+from engine.ringbuffer import WRITTEN_FIELD, RingBuffer
 
 
 def test_wraparound_preserves_order():
@@ -81,3 +81,24 @@ def test_threads_see_every_frame_in_order_or_count_the_drop():
     assert np.all(gaps > 1), "frames went backwards or repeated"
     assert int(np.sum(gaps - 1)) <= ring.dropped_frames
     assert len(got) + ring.dropped_frames + ring.available() >= total - 64
+
+
+class _ProducerWritesBetweenReads(np.ndarray):
+    """A ring's ``state`` whose ``written`` moves on by 16 frames each time the consumer reads it,
+    as it can when the native callback writes without the interpreter lock."""
+
+    def __getitem__(self, index):
+        value = super().__getitem__(index)
+        if index == WRITTEN_FIELD:
+            super().__setitem__(WRITTEN_FIELD, value + 16)
+        return value
+
+
+def test_an_overrun_skip_counts_every_frame_it_skips_while_the_producer_moves_on():
+    ring = RingBuffer(32)
+    ring.write_overwrite(np.arange(100, dtype=np.float32))
+    ring.state = ring.state.view(_ProducerWritesBetweenReads)
+    out = np.zeros(8, np.float32)
+    assert ring.read_exact(out)
+    # every frame before the read position was either delivered or counted as dropped
+    assert ring.read == ring.dropped_frames + len(out)

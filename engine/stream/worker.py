@@ -472,10 +472,11 @@ class Worker:
         the sound server delivered late shows nothing, however long the gap before it."""
         c = s.counters
         end = s.in_ring.read  # the block's last frame is end - 1
-        after = c.arrival_written >= end
+        written = c.arrival_written.copy()  # one look: a callback may write a slot meanwhile
+        after = written >= end
         if not after.any():
             return 0.0
-        first = np.flatnonzero(after)[np.argmin(c.arrival_written[after])]
+        first = np.flatnonzero(after)[np.argmin(written[after])]
         return 1000.0 * (time.monotonic() - float(c.arrival_s[first]))
 
     def _raise_callbacks(self, chain: LiveChain) -> None:
