@@ -408,8 +408,8 @@ def _cmd_song(args: argparse.Namespace) -> int:
 def _readout(s) -> str:
     warn = "  LATE! " + s.suggestion if s.suggestion else ("  TIP: " + s.voice_hint if s.voice_hint else "")
     grown = f", {s.buffer_growth_ms:.1f} grown after underflows" if s.buffer_growth_ms > 0.05 else ""
-    if s.buffer_sized_live():
-        grown += f", set from the live blocks (opened with {s.buffer_start_ms:.0f})"
+    if s.buffer_note:
+        grown += f", {s.buffer_note}"
     return (
         f"in {s.input_level_db:6.1f} dB | out {s.output_level_db:6.1f} dB | latency {s.total_latency_ms:5.1f} ms "
         f"(algo {s.algorithmic_latency_ms:.1f} + buffer {s.buffer_latency_ms:.1f}{grown} + device {s.device_latency_ms:.1f}) | "

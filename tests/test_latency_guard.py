@@ -12,15 +12,21 @@ MARGIN = 480
 PREFILL = HOP + MARGIN
 
 
-def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, adaptive=False, sr=48000, resize=None):
+def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, adaptive=False, sr=48000, resize=None,
+             period_known=False):
     """Device callbacks of CALLBACK frames; the worker writes one HOP block each time a HOP of input
     has arrived. Block k carries the sample indices k*HOP ... so the delay of what is played can be
-    read off. ``resize``: {callback: margin frames} for LatencyGuard.resize. Returns (delays per
-    played block of content, underflow events, corrections)."""
+    read off. ``late_at``: the callback (or callbacks) from which the voice is stuck for
+    ``late_by_callbacks``. ``resize``: {callback: margin frames} for LatencyGuard.resize.
+    ``period_known``: the guard knows the device period (as the worker tells it once callbacks
+    ran). Returns (delays per played block of content, underflow events, corrections)."""
+    stuck = () if late_at is None else np.atleast_1d(late_at)
     ring = RingBuffer(1 << 16, 1)
     ring.write(np.zeros(PREFILL, np.float32))
     guard = LatencyGuard(0, 0, margin_frames=MARGIN, max_margin_frames=MARGIN + (1920 if adaptive else 0),
                          shrink_frames=48)
+    if period_known:
+        guard.period_frames, guard.phase_frames = CALLBACK, 32  # gcd(HOP, CALLBACK)
     corrections, arrived, k, pending, dropped = 0, 0, 0, [], 0
     played = np.zeros(CALLBACK, np.float32)
     delays, margins = [], []
@@ -36,7 +42,7 @@ def simulate(late_at=None, late_by_callbacks=0, callbacks=600, drop_at=None, ada
             k += 1
         if resize and c in resize:
             guard.resize(resize[c])
-        if late_at is not None and late_at <= c < late_at + late_by_callbacks:
+        if any(a <= c < a + late_by_callbacks for a in stuck):
             continue  # the voice is stuck: blocks queue up
         for j in pending:
             if drop_at is not None and j == drop_at:
@@ -200,3 +206,28 @@ def test_a_neural_voices_margin_is_set_again_from_its_first_live_blocks(monkeypa
     before = stream.out_ring.available()
     guard.write(stream.out_ring, np.zeros(480, np.float32))
     assert stream.out_ring.available() - before == 480 + want - stream.margin_frames
+
+
+def test_an_underflow_grows_the_adaptive_margin_to_the_next_period_step():
+    """Grown by an underflow's missing frames alone (32 here), the margin would hold out no longer
+    at the worst phase of blocks against callbacks, and the same stall there underflows again;
+    grown to the next step (736 frames: 3 * 256 - 32) it does not."""
+    stalls = dict(late_at=(209, 508), late_by_callbacks=2, callbacks=800, adaptive=True)
+    _, underflows, _, margins = simulate(**stalls, period_known=True)
+    assert underflows == 1 and margins.max() == 736
+    _, underflows, _, margins = simulate(**stalls)  # the period not known: only the missing frames
+    assert underflows == 2
+
+
+def test_the_growth_stays_while_it_saves_blocks(monkeypatch):
+    """A stall that only the grown margin absorbed restarts the quiet time: stalls a little more
+    than the quiet time apart keep the growth, and are absorbed one after another."""
+    import engine.stream.worker as w
+
+    monkeypatch.setattr(w, "ADAPTIVE_QUIET_S", 2.0)  # 375 callbacks
+    monkeypatch.setattr(w, "ADAPTIVE_SHRINK_EVERY_S", 0.05)
+    _, underflows, _, margins = simulate(late_at=(209, 508, 808, 1108), late_by_callbacks=2, callbacks=1600,
+                                         adaptive=True, period_known=True)
+    assert underflows == 1
+    assert margins[1100] == 736  # still grown before the last stall (900 callbacks after the underflow)...
+    assert margins[-1] == MARGIN  # ... and given back after a quiet time with nothing to save

@@ -215,8 +215,8 @@ class PerformancePanel(QWidget):
         f = self.fields
         _set(f["algorithmic"], f"{s.algorithmic_latency_ms:.1f} ms")
         grown = f" (+{s.buffer_growth_ms:.1f} after underflows)" if s.buffer_growth_ms > 0.05 else ""
-        if s.buffer_sized_live():
-            grown += f" (set from the live blocks; opened with {s.buffer_start_ms:.0f} ms)"
+        if s.buffer_note:
+            grown += f" ({s.buffer_note})"
         _set(f["buffer"], f"{s.buffer_latency_ms:.1f} ms{grown}")
         _set(f["device"], f"{s.device_latency_ms:.1f} ms" if s.running else "\u2014 (stopped)")
         _set(f["total"], f"{s.total_latency_ms:.1f} ms")

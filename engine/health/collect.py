@@ -117,6 +117,7 @@ def collect(
         adaptive_buffer=bool(audio.adaptive_buffer),
         buffer_growth_ms=chain.buffer_growth_ms() if chain is not None else 0.0,
         buffer_start_ms=1000.0 * stream.margin_frames / stream.sample_rate if chain is not None else None,
+        buffer_note=chain.buffer_note() if chain is not None else None,
         voice_device=(voice_device or {}).get("device") if voice is not None else None,
         voice_device_note=(voice_device or {}).get("fallback_reason") or None,
         voice_parts=_parts_text(voice_device) if voice is not None else None,

@@ -67,7 +67,10 @@ class HealthSnapshot:
     # adaptive safety margin (AudioConfig.adaptive_buffer): how far it has grown above what was set
     adaptive_buffer: bool = False
     buffer_growth_ms: float = 0.0
-    buffer_start_ms: float | None = None  # the margin the stream opened with (a neural voice's is sized again live)
+    buffer_start_ms: float | None = None  # the margin the stream opened with
+    # why the margin in effect (less growth) is not that one: a neural voice's is set again from
+    # its live blocks, a device's long callbacks need more (engine/stream/worker.py, _fit_margins)
+    buffer_note: str | None = None
     # where the loaded voice runs ("cpu", "cuda:0"); why not where it was asked to, if it is not
     voice_device: str | None = None
     voice_device_note: str | None = None
@@ -86,13 +89,6 @@ class HealthSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def buffer_sized_live(self) -> bool:
-        """Whether the margin in effect (less any adaptive growth) is no longer the one the stream
-        opened with: a neural voice's, set again from its first live blocks."""
-        if self.buffer_start_ms is None:
-            return False
-        return abs(self.buffer_latency_ms - self.buffer_growth_ms - self.buffer_start_ms) > 1.0
 
 
 def is_live(s: HealthSnapshot) -> bool:

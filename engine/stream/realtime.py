@@ -40,6 +40,34 @@ def margin_for_compute(compute_ms: float, read_hop_ms: float, bursts: bool) -> f
     return COMPUTE_HEADROOM * compute_ms + (read_hop_ms if bursts else 0.0)
 
 
+def margin_for_period(margin_frames: int, period_frames: int, phase_frames: int) -> int:
+    """The pre-fill beyond one burst (frames) that leaves the worker ``margin_frames`` from the
+    moment a burst's input is complete until the output needs it, however the bursts fall against
+    a device that moves audio in callbacks of ``period_frames``.
+
+    The output takes whole periods, and a burst completes at a callback that has just taken one,
+    so a ring pre-filled with M beyond the burst holds, at the worst phase, M - P + g frames then,
+    and lasts P * floor((M + g) / P) from that callback (g, ``phase_frames``: the gcd of burst and
+    period for one duplex stream, whose bursts complete only at those offsets; else 0, any phase).
+    So M = P * ceil(margin / P) - g, at least P - g (the ring must outlast the callback itself),
+    never less than the margin set: 10 ms at 48 kHz is already enough with 256-frame periods
+    (480 = 2 * 256 - 32), while 1024-frame periods (PipeWire's default quantum) need 20.7 ms, and
+    15 ms with 256-frame periods holds out no longer than 10 ms at its worst phase."""
+    p = int(period_frames)
+    if p <= 0:
+        return margin_frames
+    return max(margin_frames, p * max(1, -(-margin_frames // p)) - phase_frames)
+
+
+def margin_step_above(margin_frames: int, period_frames: int, phase_frames: int) -> int:
+    """The least pre-fill above ``margin_frames`` that holds out one period longer at the worst
+    phase (see margin_for_period); one frame more without a known period."""
+    p = int(period_frames)
+    if p <= 0:
+        return margin_frames + 1
+    return p * ((margin_frames + phase_frames) // p + 1) - phase_frames
+
+
 class RealtimeStream:
     def __init__(
         self,
@@ -78,6 +106,7 @@ class RealtimeStream:
         self.finished_unexpectedly = False
         self.started_at = 0.0
         self.device_latency_ms = 0.0
+        self.duplex = False  # input and output in one stream (one clock, callbacks in step)
         # Which audio callback runs: the native one (True) or Python's, and why not the native one.
         self.native, self.callback_note = False, ""
 
@@ -148,6 +177,7 @@ class RealtimeStream:
                     opened_duplex = True
                 except Exception:  # noqa: BLE001 - fall back to two streams below
                     opened_duplex = False
+            self.duplex = opened_duplex
             if not opened_duplex:
                 si = self._open(sd, "input", self.input_device.index, self.in_channels, self.in_ring, None,
                                 self.counters, common)

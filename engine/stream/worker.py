@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import queue
 import threading
@@ -44,7 +45,7 @@ from engine.stream.priority import (
     raise_current_thread,
     release_current_thread,
 )
-from engine.stream.realtime import RealtimeStream, margin_for_compute
+from engine.stream.realtime import RealtimeStream, margin_for_compute, margin_for_period, margin_step_above
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,12 @@ GUARD_WINDOW_WRITES = 16  # writes over which the ring's low point is taken (see
 GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a correction
 HISTORY_SECONDS = 4.0
 # Adaptive safety (AudioConfig.adaptive_buffer): an underflow's silence is kept as extra margin
-# instead of being trimmed away, up to ADAPTIVE_MAX_MS, or ADAPTIVE_MAX_BURST_SHARE of the voice's
+# instead of being trimmed away, topped up to the next margin that holds out a device period longer
+# (realtime.margin_step_above: less would not help the worst phase), up to ADAPTIVE_MAX_MS, or ADAPTIVE_MAX_BURST_SHARE of the voice's
 # burst when that is more (a neural voice's block takes hundreds of ms, and its lateness scales with
 # it: an RVC soak on this CPU saw 4-25 ms); after ADAPTIVE_QUIET_S without one, the margin shrinks
-# back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set. Slowly, as a
+# back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set; a block that
+# came so late that only the growth saved it counts as an underflow for that quiet time. Slowly, as a
 # jitter buffer does: the stalls that underflow come back minutes apart (an hour of `higher` here had
 # them seconds to 19 min apart, 1-9 ms short each), so a margin given back after 30 s was gone before
 # the next; paired by time, keeping it 5 minutes halved the underflows (README, soak runs).
@@ -74,9 +77,9 @@ ADAPTIVE_QUIET_S = 300.0
 ADAPTIVE_SHRINK_MS = 1.0
 ADAPTIVE_SHRINK_EVERY_S = 10.0
 # What the adaptive buffer does, in the words the app's controls use.
-ADAPTIVE_BUFFER_SUMMARY = (f"after an underflow its gap is kept as extra safety margin (at most {ADAPTIVE_MAX_MS:.0f} ms, "
-                           f"or a fifth of a neural voice's block) and given back after "
-                           f"{ADAPTIVE_QUIET_S / 60:g} minutes without one")
+ADAPTIVE_BUFFER_SUMMARY = (f"after an underflow the safety margin grows by one device period (at most {ADAPTIVE_MAX_MS:.0f} ms, "
+                           f"or a fifth of a neural voice's block) and is given back after "
+                           f"{ADAPTIVE_QUIET_S / 60:g} minutes in which it saved no block")
 # A voice that delivers bursts (a neural voice's 250-500 ms block) has its margin set from a warm-up
 # on noise when it loads, which can be far off what live speech costs on a loaded machine (measured:
 # 175 ms warm-up against 293 ms live; 1.2 s against 392 ms with a busy core during the warm-up).
@@ -168,6 +171,9 @@ class LiveChain:
                          max_margin_frames=stream.margin_frames + growth,
                          shrink_frames=max(1, int(ADAPTIVE_SHRINK_MS * ms)))
             for uf in (stream.out_ring.underflow_frames, mon_uf))
+        # The margin asked for (frames beyond a burst): the stream's, or set again from the live
+        # blocks; each guard's holds it at its device's period (Worker._fit_margins).
+        self.margin_set_frames = stream.margin_frames
         self.stall = StallWatch()
         # The callback threads still to be given the worker's priority once they have run
         # (Worker._raise_callbacks); AUTOVOICE_CALLBACK_PRIORITY=0 leaves them (the soak's baseline).
@@ -216,6 +222,18 @@ class LiveChain:
         """How much the adaptive margin has grown above what was set (0 with a fixed latency)."""
         g = self.guards[0]
         return 1000.0 * (g.margin_frames - g.base_margin_frames) / self.stream.sample_rate
+
+    def buffer_note(self) -> str | None:
+        """Why the margin in effect (less adaptive growth) is not the one the stream opened with."""
+        s, g = self.stream, self.guards[0]
+        notes = []
+        if self.margin_set_frames != s.margin_frames:
+            notes.append("set from the live blocks")
+        if g.base_margin_frames > self.margin_set_frames:
+            notes.append(f"raised to outlast the device's {g.period_frames}-frame callbacks")
+        if not notes:
+            return None
+        return f"{'; '.join(notes)}; opened with {1000.0 * s.margin_frames / s.sample_rate:.0f} ms"
 
 
 class Worker:
@@ -435,6 +453,9 @@ class Worker:
             chain.blocks_to_sizing -= 1
             if not chain.blocks_to_sizing:
                 self._size_from_live(chain)
+        if (s.counters.max_frames != chain.guards[0].period_frames
+                or s.mon_counters.max_frames != chain.guards[1].period_frames):
+            self._fit_margins(chain)
 
     def _add_to_timeline(self, now: float, dt_ms: float, level: int, underflow_frames: int, waited_ms: float) -> None:
         """One block's record, with what the kernel says of the worker thread since the block before."""
@@ -456,13 +477,33 @@ class Worker:
         _, _, margin, _ = RealtimeStream.ring_frames(s.config, sr, 1000.0 * s.burst_frames / sr, need_ms,
                                                      1000.0 * s.jitter_frames / sr)
         margin = min(margin, s.out_ring.capacity - s.burst_frames - s.hop_frames)  # what the ring can hold
-        guard = chain.guards[0]
-        if abs(margin - guard.margin_frames) * 1000.0 / sr <= SIZE_TOLERANCE_MS:
+        if abs(margin - chain.margin_set_frames) * 1000.0 / sr <= SIZE_TOLERANCE_MS:
             return
         log.info("output margin %.0f ms -> %.0f ms, from the slowest of the first live blocks (%.0f ms)",
-                 1000.0 * guard.margin_frames / sr, 1000.0 * margin / sr, slowest)
-        for g in chain.guards:
-            g.resize(margin)
+                 1000.0 * chain.margin_set_frames / sr, 1000.0 * margin / sr, slowest)
+        chain.margin_set_frames = margin
+        self._fit_margins(chain)
+
+    @staticmethod
+    def _fit_margins(chain: LiveChain) -> None:
+        """Each output ring's margin: the one set, raised where its device's callbacks need more
+        (margin_for_period) once they have run, so no phase of a burst against a period can empty
+        the ring (a 10 ms margin under PipeWire's 1024-frame quantum would, every callback)."""
+        s = chain.stream
+        sr = s.sample_rate
+        for guard, counters, one_clock in zip(chain.guards, (s.counters, s.mon_counters), (s.duplex, False)):
+            period = counters.max_frames
+            # bursts complete only at multiples of gcd(burst, period) of a duplex stream's callbacks
+            # when each is a whole number of reads (no jitter); otherwise at any phase
+            phase = math.gcd(s.burst_frames, period) if period and one_clock and not s.jitter_frames else 0
+            guard.period_frames, guard.phase_frames = period, phase
+            margin = min(margin_for_period(chain.margin_set_frames, period, phase),
+                         s.out_ring.capacity - s.burst_frames - s.hop_frames)  # what the ring can hold
+            if margin != guard.base_margin_frames:
+                if guard is chain.guards[0] and margin > chain.margin_set_frames:
+                    log.info("output margin %.1f ms -> %.1f ms, to outlast the device's %d-frame callbacks",
+                             1000.0 * guard.base_margin_frames / sr, 1000.0 * margin / sr, period)
+                guard.resize(margin)
 
     @staticmethod
     def _input_wait_ms(s: RealtimeStream) -> float:
@@ -520,11 +561,15 @@ class LatencyGuard:
     lowest_frames: float = float("inf")  # lowest level of the ring in the current window
     writes: int = 0  # writes in the current window
     skipped_frames: int = 0  # frames skipped in all
+    inserted_frames: int = 0  # frames of silence put in by margin raises, in all
     base_margin_frames: int = -1  # the margin that was set (filled in from margin_frames)
     seen_underflow_frames: int = -1
     last_underflow_s: float = 0.0
     last_shrink_s: float = 0.0
     gap_frames: int = 0  # silence to put in at the next write (resize to a larger margin)
+    # The device's callback size and the phase step of its bursts (margin_for_period); 0: not known
+    period_frames: int = 0
+    phase_frames: int = 0
 
     def __post_init__(self) -> None:
         if self.base_margin_frames < 0:
@@ -534,16 +579,25 @@ class LatencyGuard:
         if self.seen_underflow_frames < 0:
             self.seen_underflow_frames = self.underflow_frames_base
 
-    def _adapt(self, underflow_frames: int, now_s: float) -> None:
-        """Grow by a new underflow's missing frames (they are already in the ring as silence, so
-        keeping them costs no second gap), or shrink one step after a quiet period."""
+    def _adapt(self, underflow_frames: int, level: int, now_s: float) -> None:
+        """After a new underflow, grow to the next margin that holds out a period longer: its
+        missing frames are already in the ring as silence and stay (no second gap), the rest goes
+        in as silence right behind them (``gap_frames``). Else shrink one step after a quiet
+        period, quiet meaning also no block so late that only the growth kept the ring from running
+        dry (``level``, what the ring held just before this write, below the growth)."""
         new = underflow_frames - self.seen_underflow_frames
         self.seen_underflow_frames = underflow_frames
         if new > 0:
-            grow = min(new, self.max_margin_frames - self.margin_frames)
+            target = max(self.margin_frames + new,
+                         margin_step_above(self.margin_frames, self.period_frames, self.phase_frames))
+            grow = min(target, self.max_margin_frames) - self.margin_frames
             if grow > 0:
+                kept = min(grow, new)
                 self.margin_frames += grow
-                self.underflow_frames_base += grow  # kept as margin, no longer owed
+                self.underflow_frames_base += kept  # kept as margin, no longer owed
+                self.gap_frames += grow - kept
+            self.last_underflow_s = self.last_shrink_s = now_s
+        elif level < self.margin_frames - self.base_margin_frames:
             self.last_underflow_s = self.last_shrink_s = now_s
         elif (self.margin_frames > self.base_margin_frames and now_s - self.last_underflow_s >= ADAPTIVE_QUIET_S
               and now_s - self.last_shrink_s >= ADAPTIVE_SHRINK_EVERY_S):
@@ -570,6 +624,7 @@ class LatencyGuard:
         tail = out[fade:].copy()
         tail[:fade] *= ramp
         ring.write(np.concatenate([head, np.zeros(self.gap_frames, np.float32), tail]))
+        self.inserted_frames += self.gap_frames
         self.gap_frames = 0
         self.lowest_frames, self.writes = float("inf"), 0  # the level before the gap says nothing now
 
@@ -586,13 +641,13 @@ class LatencyGuard:
         the samples that would have followed the ring's content into those after the skipped
         stretch: no click.
         """
+        level = ring.available()
+        if self.max_margin_frames > self.base_margin_frames:
+            self._adapt(ring.underflow_frames, level, now_s)
         if self.gap_frames:
             self._write_with_gap(ring, out)
             return True
-        if self.max_margin_frames > self.base_margin_frames:
-            self._adapt(ring.underflow_frames, now_s)
         margin = self.margin_frames
-        level = ring.available()
         self.lowest_frames = min(self.lowest_frames, level)
         self.writes += 1
         if self.writes < GUARD_WINDOW_WRITES:
