@@ -63,11 +63,12 @@ GUARD_TOLERANCE_FRAMES = 8  # resampler rounding and timer noise, not worth a co
 HISTORY_SECONDS = 4.0
 # Adaptive safety (AudioConfig.adaptive_buffer): an underflow's silence is kept as extra margin
 # instead of being trimmed away, topped up to the next margin that holds out a device period longer
-# (realtime.margin_step_above: less would not help the worst phase), up to ADAPTIVE_MAX_MS, or ADAPTIVE_MAX_BURST_SHARE of the voice's
-# burst when that is more (a neural voice's block takes hundreds of ms, and its lateness scales with
-# it: an RVC soak on this CPU saw 4-25 ms); after ADAPTIVE_QUIET_S without one, the margin shrinks
-# back by ADAPTIVE_SHRINK_MS every ADAPTIVE_SHRINK_EVERY_S until it is what was set; a block that
-# came so late that only the growth saved it counts as an underflow for that quiet time. Slowly, as a
+# (realtime.margin_step_above: less would not help at the worst phase), up to ADAPTIVE_MAX_MS, or
+# ADAPTIVE_MAX_BURST_SHARE of the voice's burst when that is more (a neural voice's block takes
+# hundreds of ms, and its lateness scales with it: an RVC soak on this CPU saw 4-25 ms); after
+# ADAPTIVE_QUIET_S without one, the margin shrinks back by ADAPTIVE_SHRINK_MS every
+# ADAPTIVE_SHRINK_EVERY_S until it is what was set; a block so late that only the growth saved it
+# counts as an underflow for that quiet time. Slowly, as a
 # jitter buffer does: the stalls that underflow come back minutes apart (an hour of `higher` here had
 # them seconds to 19 min apart, 1-9 ms short each), so a margin given back after 30 s was gone before
 # the next; paired by time, keeping it 5 minutes halved the underflows (README, soak runs).
