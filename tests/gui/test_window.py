@@ -79,7 +79,8 @@ def test_status_and_performance_panels_reflect_the_snapshot(window, qtbot):
                 output_underflows=7, suggestion="Conversion takes 14.0 ms per 10 ms block (p99), too slow for real time.",
                 voice_device="cuda:0", voice_device_note=None,
                 voice_parts="resampling: cuda:0 (windowed sinc)\ncontent encoder: cuda:0\nsola: cuda:0 (Triton)",
-                audio_callback="python", audio_callback_detail="the native callback is turned off (AUTOVOICE_NATIVE_CALLBACK=0)")
+                audio_callback="python", audio_callback_detail="the native callback is turned off (AUTOVOICE_NATIVE_CALLBACK=0)",
+                buffer_latency_ms=20.7, buffer_note="raised to outlast the device's 1024-frame callbacks; opened with 10 ms")
     window.controller.snapshotUpdated.emit(s)
     sp, pp = window.status_panel, window.performance
     assert sp.values["compute"].text() == "cuda:0" and sp.dots["compute"].property("state") == "ok"
@@ -93,6 +94,7 @@ def test_status_and_performance_panels_reflect_the_snapshot(window, qtbot):
     assert pp.compute_bar.value() == 1000
     assert "14.00 ms of 10.0 ms" in pp.compute_bar.format()
     assert pp.fields["underflows"].text() == "7"
+    assert pp.fields["buffer"].text() == "20.7 ms (raised to outlast the device's 1024-frame callbacks; opened with 10 ms)"
     assert pp.fields["callback"].text() == "python" and "AUTOVOICE_NATIVE_CALLBACK=0" in pp.fields["callback"].toolTip()
     assert pp.suggestion.isVisible() and "too slow" in pp.suggestion.text()
 
