@@ -78,7 +78,8 @@ ADAPTIVE_QUIET_S = 300.0
 ADAPTIVE_SHRINK_MS = 1.0
 ADAPTIVE_SHRINK_EVERY_S = 10.0
 # What the adaptive buffer does, in the words the app's controls use.
-ADAPTIVE_BUFFER_SUMMARY = (f"after an underflow the safety margin grows by one device period (at most {ADAPTIVE_MAX_MS:.0f} ms, "
+ADAPTIVE_BUFFER_SUMMARY = (f"after an underflow the safety margin grows by its gap, at least to the next step of the "
+                           f"device's callbacks (at most {ADAPTIVE_MAX_MS:.0f} ms, "
                            f"or a fifth of a neural voice's block) and is given back after "
                            f"{ADAPTIVE_QUIET_S / 60:g} minutes in which it saved no block")
 # A voice that delivers bursts (a neural voice's 250-500 ms block) has its margin set from a warm-up
