@@ -12,8 +12,9 @@ NB: thread safety without locks. Each counter has exactly one writer thread; a r
 side's counter sees either the old or the new value, both of which are safe (it under-estimates what
 is available, never over-estimates), as long as the producer copies data *before* publishing
 ``written`` and each decision reads the other side's counter once. The counters live in one int64
-array, ``state`` (indices ``*_FIELD``), so that the native audio callback (engine/io/native_callback.c) can run either side of a ring without Python;
-an aligned int64 store is atomic there and here. Depends on nothing in engine/.
+array, ``state`` (indices ``*_FIELD``), so that the native audio callback
+(engine/io/native_callback.c) can run either side of a ring without Python; an aligned int64 store
+is atomic there and here. Depends on nothing in engine/.
 
 Two write policies, one per direction of the live stream:
 

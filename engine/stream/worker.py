@@ -478,7 +478,6 @@ class Worker:
         need_ms = margin_for_compute(slowest, 1000.0 * s.hop_frames / sr, bursts=True)
         _, _, margin, _ = RealtimeStream.ring_frames(s.config, sr, 1000.0 * s.burst_frames / sr, need_ms,
                                                      1000.0 * s.jitter_frames / sr)
-        margin = min(margin, s.out_ring.capacity - s.burst_frames - s.hop_frames)  # what the ring can hold
         if abs(margin - chain.margin_set_frames) * 1000.0 / sr <= SIZE_TOLERANCE_MS:
             return
         log.info("output margin %.0f ms -> %.0f ms, from the slowest of the first live blocks (%.0f ms)",
@@ -490,7 +489,8 @@ class Worker:
     def _fit_margins(chain: LiveChain) -> None:
         """Each output ring's margin: the one set, raised where its device's callbacks need more
         (margin_for_period) once they have run, so no phase of a burst against a period can empty
-        the ring (a 10 ms margin under PipeWire's 1024-frame quantum would, every callback)."""
+        the ring (a 10 ms margin under PipeWire's 1024-frame quantum would, every callback); never
+        more than the ring can hold."""
         s = chain.stream
         sr = s.sample_rate
         for guard, counters, one_clock in zip(chain.guards, (s.counters, s.mon_counters), (s.duplex, False)):
